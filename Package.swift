@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// dtrain: parameter-efficient fine-tuning of Llama-family models on CPU machines and clusters.
+// OpenBLAS and OpenMPI come from Debian (libopenblas-dev, libopenmpi-dev) and are found with pkg-config.
+import PackageDescription
+
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "dtrain",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dtrain", targets: ["dtrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "DTFormats", swiftSettings: release),
+        .target(name: "DTKernels", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
+        .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer"], swiftSettings: release),
+        .target(name: "DTCommands", dependencies: [
+            "DTFormats", "DTKernels", "DTParallel", "DTTokenizer", "DTModel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: release),
+        .executableTarget(name: "dtrain", dependencies: ["DTCommands", "DTKernels"], swiftSettings: release),
+        .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel"], path: "Tests/TestSupport"),
+        .testTarget(name: "DTFormatsTests", dependencies: ["DTFormats", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DTKernelsTests", dependencies: ["DTKernels"]),
+        .testTarget(name: "DTTokenizerTests", dependencies: ["DTTokenizer", "DTFormats", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DTModelTests", dependencies: ["DTModel", "DTFormats", "DTKernels", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTParallel", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,73 @@
+// `dtrain bench`: throughput of the real model next to an SGEMM measured in the same run, so the figures
+// say how close dtrain gets to the machine's BLAS peak.
+import ArgumentParser
+import DTKernels
+import DTModel
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure throughput: forward (prefill) tokens/s and SGEMM GFLOP/s.")
+
+    @Argument(help: "What to measure: forward.")
+    var what: String = "forward"
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var runtimeOptions: RuntimeOptions
+    @Option(help: "Sequences per batch.") var batch = 4
+    @Option(help: "Tokens per sequence.") var length = 256
+    @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
+
+    func run() throws {
+        let runtime = Runtime(threads: runtimeOptions.threads)
+        runtime.run {
+            guard what == "forward" else { throw CommandError("unknown benchmark '\(what)' (expected: forward)") }
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length)
+            let report = Benchmarks.forward(model: loaded.model, batch: batch, length: length, iterations: iterations)
+            let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
+            runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
+            if runtime.comm.isRoot {
+                Console.out(String(format: "forward  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch, %.1f GFLOP/s",
+                                   batch, length, report.tokensPerSecond, report.seconds, report.gflops))
+                Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
+                                   loaded.model.config.intermediateSize, loaded.model.config.hiddenSize, gemm))
+            }
+        }
+    }
+}
+
+public enum Benchmarks {
+    public struct Report { public var seconds: Double; public var tokensPerSecond: Double; public var gflops: Double }
+
+    /// Matrix-product FLOPs of one forward over (B, T): 2·N·(weights) plus attention scores and mixing.
+    public static func forwardFLOPs(_ c: LlamaConfig, batch: Int, length: Int) -> Double {
+        let n = Double(batch * length)
+        let perToken = Double(c.hiddenSize * (c.heads + 2 * c.kvHeads) * c.headDim + c.heads * c.headDim * c.hiddenSize
+            + 3 * c.hiddenSize * c.intermediateSize) * Double(c.layers) + Double(c.vocabSize * c.hiddenSize)
+        let attention = 2.0 * 2.0 * Double(batch) * Double(length * length) * Double(c.heads * c.headDim) * Double(c.layers)
+        return 2 * n * perToken + attention
+    }
+
+    public static func forward(model: LlamaModel, batch: Int, length: Int, iterations: Int) -> Report {
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length, keepActivations: false)
+        var rng = SplitMix64(seed: 1)
+        let V = UInt64(model.config.vocabSize)
+        ws.load((0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % V) } })
+        model.forward(ws)
+        let start = Date()
+        for _ in 0..<max(1, iterations) { model.forward(ws) }
+        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
+        let flops = forwardFLOPs(model.config, batch: batch, length: length)
+        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+    }
+
+    /// GFLOP/s of C (m, n) = A (m, k) · Bᵀ with the linear-layer layout.
+    public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 5) -> Double {
+        let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
+        BLAS.linear(a.pointer, b.pointer, c.pointer, rows: m, inFeatures: k, outFeatures: n)
+        let start = Date()
+        for _ in 0..<iterations { BLAS.linear(a.pointer, b.pointer, c.pointer, rows: m, inFeatures: k, outFeatures: n) }
+        let seconds = Date().timeIntervalSince(start) / Double(iterations)
+        return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+    }
+}

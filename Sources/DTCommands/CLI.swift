@@ -1,0 +1,35 @@
+// The `dtrain` command line: subcommands and the option groups they share. Commands parse flags and call
+// library code; the library never parses flags.
+import ArgumentParser
+import DTModel
+
+public struct DTrain: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "dtrain",
+        abstract: "Parameter-efficient fine-tuning of Llama-family models on CPU machines and clusters.",
+        subcommands: [Inspect.self, Tokenize.self, Generate.self, Eval.self, Bench.self])
+    public init() {}
+}
+
+public struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "GGUF file or Hugging Face model directory (default: SmolLM2-135M-Instruct Q4_1).")
+    public var model: String?
+
+    @Option(name: .long, help: "Frozen weights in memory: fp32 or as-stored (quantized blocks, dequantized per layer).")
+    public var precision: String = "fp32"
+
+    public init() {}
+
+    public func weightPrecision() throws -> WeightPrecision {
+        guard let p = WeightPrecision(rawValue: precision) else {
+            throw ValidationError("--precision must be fp32 or as-stored, not '\(precision)'")
+        }
+        return p
+    }
+}
+
+public struct RuntimeOptions: ParsableArguments {
+    @Option(name: .long, help: "BLAS threads per rank (default: cores on this node / ranks on this node).")
+    public var threads: Int?
+    public init() {}
+}

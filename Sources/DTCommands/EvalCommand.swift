@@ -1,0 +1,100 @@
+// `dtrain eval`: mean negative log-likelihood and perplexity of a text or JSONL file, split across ranks.
+import ArgumentParser
+import DTFormats
+import DTKernels
+import DTModel
+import DTParallel
+import DTTokenizer
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mean NLL and perplexity of a text (.txt) or JSONL ({\"text\"}) file.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var runtimeOptions: RuntimeOptions
+    @Option(help: "A .txt file (cut into windows of --context tokens) or .jsonl with a \"text\" field per line.")
+    var data: String
+    @Option(help: "Tokens per sequence (longer JSONL texts are truncated, and counted).")
+    var context = 256
+    @Option(help: "Sequences per forward pass on each rank.")
+    var batchSize = 4
+    @Flag(help: "Print the result as one JSON line.")
+    var json = false
+
+    func run() throws {
+        let runtime = Runtime(threads: runtimeOptions.threads)
+        runtime.run {
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: context)
+            let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
+            let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize)
+            guard runtime.comm.isRoot else { return }
+            if json {
+                Console.out(String(format: "{\"mean_nll\": %.8f, \"perplexity\": %.6f, \"tokens\": %d, \"sequences\": %d, \"truncated\": %d}",
+                                   result.meanNLL, exp(result.meanNLL), result.tokens, sequences.count, truncated))
+            } else {
+                if truncated > 0 { Console.error("note: \(truncated) texts were longer than \(context) tokens and were truncated") }
+                Console.out(String(format: "mean NLL %.6f  perplexity %.4f  (%d predicted tokens, %d sequences, %d ranks)",
+                                   result.meanNLL, exp(result.meanNLL), result.tokens, sequences.count, runtime.comm.size))
+            }
+        }
+    }
+}
+
+public enum EvalData {
+    /// Token sequences of a .txt (windows of `context`) or .jsonl file; the second value counts truncations.
+    public static func sequences(path: String, tokenizer: Tokenizer, context: Int) throws -> ([[Int32]], Int) {
+        guard context >= 2 else { throw CommandError("--context must be at least 2") }
+        if path.hasSuffix(".jsonl") {
+            var out: [[Int32]] = []
+            var truncated = 0
+            for (line, object) in try TextFiles.readJSONL(path) {
+                guard let text = object["text"] as? String else {
+                    throw FormatError.line(path, line, "expected a string field \"text\"")
+                }
+                var ids = tokenizer.encode(text, addSpecial: true)
+                if ids.count > context { ids = Array(ids.prefix(context)); truncated += 1 }
+                if ids.count >= 2 { out.append(ids) }
+            }
+            guard !out.isEmpty else { throw FormatError(file: path, location: "", "no text with at least 2 tokens") }
+            return (out, truncated)
+        }
+        let ids = tokenizer.encode(try TextFiles.readUTF8(path), addSpecial: true)
+        guard ids.count >= 2 else { throw FormatError(file: path, location: "", "the text has fewer than 2 tokens") }
+        var out: [[Int32]] = []
+        var start = 0
+        while start < ids.count - 1 {
+            out.append(Array(ids[start..<min(start + context, ids.count)]))
+            start += context
+        }
+        return (out.filter { $0.count >= 2 }, 0)
+    }
+}
+
+public enum Evaluator {
+    public struct Result { public var nllSum: Double; public var tokens: Int; public var meanNLL: Double { nllSum / Double(max(tokens, 1)) } }
+
+    /// Sequence i is evaluated by rank i mod N; the sums are all-reduced, so every rank gets the total.
+    public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int) -> Result {
+        let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let length = sequences.map(\.count).max() ?? 1
+        let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length, keepActivations: false)
+        var sums = [0.0, 0.0]
+        let V = model.config.vocabSize
+        var i = 0
+        while i < mine.count {
+            let batch = Array(mine[i..<min(i + ws.batch, mine.count)])
+            ws.load(batch)
+            model.forward(ws)
+            for (b, seq) in batch.enumerated() {
+                for t in 0..<(seq.count - 1) {
+                    let row = ws.logits.pointer + (b * ws.length + t) * V
+                    sums[0] += Softmax.logSumExp(row, count: V) - Double(row[Int(seq[t + 1])])
+                    sums[1] += 1
+                }
+            }
+            i += ws.batch
+        }
+        sums = comm.allReduceSum(sums)
+        return Result(nllSum: sums[0], tokens: Int(sums[1]))
+    }
+}

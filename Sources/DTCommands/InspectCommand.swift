@@ -1,0 +1,114 @@
+// `dtrain inspect FILE`: architecture, hyper-parameters, tensors, tokenizer and chat template of a model.
+import ArgumentParser
+import DTFormats
+import DTModel
+import DTTokenizer
+import Foundation
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Describe a GGUF file or Hugging Face model directory.")
+
+    @Argument(help: "Model file or directory (default: the default model).")
+    var path: String?
+
+    @Flag(help: "List every tensor.")
+    var tensors = false
+
+    func run() throws {
+        let p = path ?? DefaultModel.path
+        do {
+            try Console.out(InspectReport.make(path: p, listTensors: tensors))
+        } catch {
+            Console.error("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+public enum InspectReport {
+    public static func make(path: String, listTensors: Bool) throws -> String {
+        let source = try ModelSource(path: path)
+        let c = source.config
+        var lines: [String] = []
+        lines.append("model: \(path)")
+        if let g = source.gguf { lines.append("format: GGUF v\(g.version), \(g.tensors.count) tensors, \(g.metadata.count) metadata keys") }
+        else { lines.append("format: Hugging Face directory (config.json + safetensors)") }
+        lines.append("architecture: \(c.architecture)")
+        lines.append("layers \(c.layers), hidden \(c.hiddenSize), intermediate \(c.intermediateSize), heads \(c.heads), kv heads \(c.kvHeads), head dim \(c.headDim)")
+        lines.append("vocab \(c.vocabSize), context \(c.maxPositions), rope theta \(c.ropeTheta)\(c.ropeScaling.map { ", llama3 rope scaling ×\($0.factor)" } ?? ""), rms eps \(c.rmsNormEps)")
+        lines.append("output head: \(c.tiedEmbeddings ? "tied to token embeddings" : "separate")\(c.attentionBias ? ", q/k/v bias" : "")")
+        lines.append("parameters: \(c.parameterCount) (\(String(format: "%.1f", Double(c.parameterCount) / 1e6)) M)")
+        var typeCounts: [String: (Int, Int)] = [:]
+        var totalBytes = 0
+        if let g = source.gguf {
+            for t in g.tensors {
+                typeCounts[t.type.name, default: (0, 0)].0 += 1
+                typeCounts[t.type.name, default: (0, 0)].1 += t.byteCount
+                totalBytes += t.byteCount
+            }
+        } else {
+            for name in source.storedTensorNames {
+                if let t = try source.tensor(name) {
+                    let bytes = t.type.byteCount(elements: t.shape.reduce(1, *)) ?? 0
+                    typeCounts[t.type.name, default: (0, 0)].0 += 1
+                    typeCounts[t.type.name, default: (0, 0)].1 += bytes
+                    totalBytes += bytes
+                }
+            }
+        }
+        lines.append("tensor data: \(totalBytes) bytes (\(String(format: "%.1f", Double(totalBytes) / 1048576)) MiB); "
+                     + typeCounts.keys.sorted().map { "\($0) ×\(typeCounts[$0]!.0)" }.joined(separator: ", "))
+        do {
+            let tok = try ModelLoader.tokenizer(for: source)
+            lines.append("tokenizer: byte-level BPE, \(tok.vocabularySize) tokens, pre-tokenizer \(tok.preTokenizer.family.rawValue), \(tok.specialTokens.count) special; bos \(tok.bosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), eos \(tok.eosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), add bos \(tok.addBos)")
+            if let template = try? ChatTemplate(jinja: tok.chatTemplate, source: path) {
+                lines.append("chat template: \(template.family.rawValue)\(template.defaultSystem.map { " (default system: \"\($0)\")" } ?? "")")
+            } else {
+                lines.append("chat template: \(tok.chatTemplate == nil ? "none" : "unrecognised")")
+            }
+        } catch {
+            lines.append("tokenizer: unavailable (\(error))")
+        }
+        if listTensors {
+            if let g = source.gguf {
+                for t in g.tensors { lines.append("  \(t.name)  \(t.type.name)  \(t.dims)  \(t.byteCount) B") }
+            } else {
+                for name in source.storedTensorNames { if let t = try source.tensor(name) { lines.append("  \(name)  \(t.type.name)  \(t.shape)") } }
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the token ids (and pieces) of a text.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Argument(help: "Text to tokenize (default: read standard input).")
+    var text: String?
+    @Flag(help: "Render the text as a user turn with the model's chat template first.")
+    var chat = false
+    @Flag(help: "Print only the ids.")
+    var idsOnly = false
+
+    func run() throws {
+        do {
+            let source = try ModelSource(path: modelOptions.model ?? DefaultModel.path)
+            let tok = try ModelLoader.tokenizer(for: source)
+            var input = text ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            if chat {
+                input = try ChatTemplate(jinja: tok.chatTemplate, source: source.path)
+                    .renderText([ChatMessage(role: "user", content: input)], addGenerationPrompt: true)
+            }
+            let ids = tok.encode(input, addSpecial: true)
+            Console.out(ids.map(String.init).joined(separator: " "))
+            if !idsOnly {
+                for id in ids { Console.out("\(id)\t\(String(reflecting: tok.decode([id])))") }
+                Console.out("\(ids.count) tokens")
+            }
+        } catch {
+            Console.error("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+// What every command sets up: the communicator, BLAS threads, the model and its tokenizer.
+import DTFormats
+import DTKernels
+import DTModel
+import DTParallel
+import DTTokenizer
+import Foundation
+
+public enum DefaultModel {
+    public static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    public static let sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    /// $DTRAIN_MODEL, else ~/.cache/dtrain/models/<fileName> (put there by launch/setup.sh).
+    public static var path: String {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["DTRAIN_MODEL"], !p.isEmpty { return p }
+        let cache = env["DTRAIN_CACHE"] ?? ((env["HOME"] ?? "/root") + "/.cache/dtrain")
+        return cache + "/models/" + fileName
+    }
+}
+
+public struct CommandError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Standard error output; only rank 0 prints progress.
+public enum Console {
+    public static func error(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+    public static func out(_ s: String, terminator: String = "\n") {
+        FileHandle.standardOutput.write((s + terminator).data(using: .utf8)!)
+    }
+}
+
+public final class Runtime {
+    public let comm: Communicator
+    public let threads: Int
+
+    public init(threads: Int? = nil) {
+        comm = Launcher.communicator()
+        self.threads = threads ?? Launcher.threadsPerRank(localRanks: comm.localSize)
+        BLAS.setThreads(self.threads)
+    }
+
+    /// Runs `body`, turning any error into a clean stop of every rank with the message.
+    public func run(_ body: () throws -> Void) {
+        do { try body() } catch {
+            if comm.size == 1 {
+                Console.error("error: \(error)")
+                exit(1)
+            }
+            comm.abort("error (rank \(comm.rank) of \(comm.size)): \(error)", code: 1)
+        }
+    }
+
+    public func log(_ s: String) { if comm.isRoot { Console.error(s) } }
+}
+
+public struct LoadedModel {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let path: String
+}
+
+public enum ModelLoader {
+    public static func tokenizer(for source: ModelSource) throws -> Tokenizer {
+        if let g = source.gguf { return try Tokenizer(gguf: g) }
+        let path = (source.path as NSString).appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw FormatError(file: path, location: "", "missing: a Hugging Face model directory needs tokenizer.json")
+        }
+        return try Tokenizer(tokenizerJSON: path)
+    }
+
+    public static func load(_ path: String?, precision: WeightPrecision = .fp32, maxPositions: Int? = nil) throws -> LoadedModel {
+        let p = path ?? DefaultModel.path
+        if path == nil && !FileManager.default.fileExists(atPath: p) {
+            throw CommandError("the default model is not at \(p); run launch/setup.sh (or pass --model FILE)")
+        }
+        let source = try ModelSource(path: p)
+        let tokenizer = try tokenizer(for: source)
+        guard tokenizer.vocabularySize <= source.config.vocabSize else {
+            throw FormatError(file: p, location: "", "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(source.config.vocabSize)")
+        }
+        return LoadedModel(model: try LlamaModel(source: source, precision: precision, maxPositions: maxPositions),
+                           tokenizer: tokenizer, path: p)
+    }
+}

@@ -1,0 +1,31 @@
+// Typed errors for bad model, tokenizer and data files. Every message names the file, where in it
+// (byte offset, key or line), what was expected and what was found.
+import Foundation
+
+public struct FormatError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var location: String
+    public var message: String
+
+    public init(file: String, location: String, _ message: String) {
+        self.file = file
+        self.location = location
+        self.message = message
+    }
+
+    public static func at(_ file: String, offset: Int, _ message: String) -> FormatError {
+        FormatError(file: file, location: "byte offset \(offset)", message)
+    }
+
+    public static func key(_ file: String, _ key: String, _ message: String) -> FormatError {
+        FormatError(file: file, location: "key '\(key)'", message)
+    }
+
+    public static func line(_ file: String, _ line: Int, _ message: String) -> FormatError {
+        FormatError(file: file, location: "line \(line)", message)
+    }
+
+    public var description: String {
+        location.isEmpty ? "\(file): \(message)" : "\(file): \(location): \(message)"
+    }
+}

@@ -1,0 +1,86 @@
+// The one place that calls OpenBLAS. Matrix convention, written once:
+//
+//   Every matrix is row-major. A weight W of a linear layer is (out, in), exactly as HF and GGUF store it
+//   (GGUF ne[0] = in is the row length). Activations are (rows, features).
+//   Linear forward   y (N, out) = x (N, in) · Wᵀ                 -> gemm(.noTrans, .trans)
+//   Grad of input   dx (N, in)  = dy (N, out) · W                -> gemm(.noTrans, .noTrans)
+//   Grad of weight  dW (out, in) += dyᵀ (out, N) · x (N, in)      -> gemm(.trans, .noTrans)
+import CBLAS
+import Foundation
+
+public enum Transpose { case noTrans, trans }
+
+public enum BLAS {
+    /// C (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · C, all row-major with leading dimensions.
+    @inline(__always)
+    public static func gemm(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int,
+                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, ta == .trans ? CblasTrans : CblasNoTrans, tb == .trans ? CblasTrans : CblasNoTrans,
+                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// y (rows, out) = x (rows, in) · Wᵀ  (+ beta · y)
+    @inline(__always)
+    public static func linear(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                              rows: Int, inFeatures: Int, outFeatures: Int, beta: Float = 0) {
+        gemm(.noTrans, .trans, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
+             b: w, ldb: inFeatures, beta: beta, c: y, ldc: outFeatures)
+    }
+
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// Slow triple loop with the same signature as `gemm`, kept as the reference for tests.
+    public static func naiveGemm(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int,
+                                 alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                 b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum: Double = 0
+                for p in 0..<k {
+                    let av = ta == .noTrans ? a[i * lda + p] : a[p * lda + i]
+                    let bv = tb == .noTrans ? b[p * ldb + j] : b[j * ldb + p]
+                    sum += Double(av) * Double(bv)
+                }
+                c[i * ldc + j] = alpha * Float(sum) + (beta == 0 ? 0 : beta * c[i * ldc + j])
+            }
+        }
+    }
+}
+
+/// Debian 12's OpenBLAS 0.3.21 does not recognise recent Intel/AMD CPUs (Sapphire Rapids, Zen 4) and falls
+/// back to its slowest kernels ("Prescott", SSE3 — 4–5× slower here). OpenBLAS reads OPENBLAS_CORETYPE
+/// only when it loads, so the fix is to restart the process once with the right core set.
+public enum BLASCore {
+    public static var name: String { String(cString: openblas_get_corename()) }
+
+    /// The core to request for this CPU when OpenBLAS fell back to a generic one, else nil.
+    public static func betterCore(cpuFlags: Set<String>, detected: String) -> String? {
+        guard ["prescott", "core2", "nehalem", "generic", "katmai", "atom"].contains(detected.lowercased()) else { return nil }
+        if cpuFlags.contains("avx512f") && cpuFlags.contains("avx512bw") && cpuFlags.contains("avx512vl") { return "SkylakeX" }
+        if cpuFlags.contains("avx2") && cpuFlags.contains("fma") { return "Haswell" }
+        return nil
+    }
+
+    static func cpuFlags() -> Set<String> {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        return Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+    }
+
+    /// Re-executes the current program with OPENBLAS_CORETYPE set when that makes BLAS faster. Does nothing
+    /// when the variable is already set (by the user or by the first run) or DTRAIN_BLAS_REEXEC=0.
+    public static func reexecWithBetterCoreIfNeeded() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_CORETYPE"] == nil, env["DTRAIN_BLAS_REEXEC"] != "0",
+              let core = betterCore(cpuFlags: cpuFlags(), detected: name) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        let args = CommandLine.arguments
+        var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", &cargs)
+        // execv only returns on failure: carry on with the slow kernels.
+    }
+}

@@ -1,0 +1,123 @@
+// Elementwise and normalisation layers of the Llama block. Each forward sits beside its backward.
+// Dimension letters: N rows (= B·T tokens), C channels (hidden), H query heads, K kv heads, D head dim.
+import Foundation
+
+public enum RMSNorm {
+    /// y (N, C) = x / sqrt(mean(x²) + eps) · weight;  rstd (N) saved for backward.
+    public static func forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                               rstd: UnsafeMutablePointer<Float>?, rows: Int, channels: Int, eps: Float) {
+        for r in 0..<rows {
+            let xr = x + r * channels, yr = y + r * channels
+            var sum: Float = 0
+            for c in 0..<channels { sum += xr[c] * xr[c] }
+            let s = 1 / (sum / Float(channels) + eps).squareRoot()
+            rstd?[r] = s
+            for c in 0..<channels { yr[c] = xr[c] * s * weight[c] }
+        }
+    }
+
+    /// dx (N, C) += dL/dx given dy (N, C); the (frozen) weight gets no gradient.
+    public static func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                                rstd: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, channels: Int) {
+        for r in 0..<rows {
+            let xr = x + r * channels, dyr = dy + r * channels, dxr = dx + r * channels
+            let s = rstd[r]
+            var dot: Float = 0
+            for c in 0..<channels { dot += dyr[c] * weight[c] * xr[c] }
+            let k = dot * s * s * s / Float(channels)
+            for c in 0..<channels { dxr[c] += dyr[c] * weight[c] * s - k * xr[c] }
+        }
+    }
+}
+
+/// Rotary position embedding in the rotate-half convention of HF checkpoints: within each head, element i
+/// pairs with i + D/2. GGUF Llama weights are converted to this order when loaded.
+public struct RoPETable {
+    public let headDim: Int
+    public let maxPositions: Int
+    /// cos, sin (maxPositions, D/2)
+    public let cos: [Float], sin: [Float]
+
+    /// `inverseFrequencies` (D/2) already include any scaling (Llama-3 or GGUF rope_freqs).
+    public init(headDim: Int, maxPositions: Int, inverseFrequencies: [Float]) {
+        precondition(inverseFrequencies.count == headDim / 2)
+        self.headDim = headDim
+        self.maxPositions = maxPositions
+        var c = [Float](repeating: 0, count: maxPositions * headDim / 2), s = c
+        for p in 0..<maxPositions {
+            for i in 0..<headDim / 2 {
+                let angle = Float(p) * inverseFrequencies[i]
+                c[p * headDim / 2 + i] = Foundation.cos(angle)
+                s[p * headDim / 2 + i] = Foundation.sin(angle)
+            }
+        }
+        cos = c; sin = s
+    }
+
+    /// In place on x (rows, heads, D); row r has position positions[r]. `inverse` applies the transpose
+    /// rotation (that is the backward pass).
+    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, positions: UnsafePointer<Int32>, inverse: Bool = false) {
+        let half = headDim / 2
+        cos.withUnsafeBufferPointer { cp in
+            sin.withUnsafeBufferPointer { sp in
+                for r in 0..<rows {
+                    let p = Int(positions[r])
+                    precondition(p < maxPositions, "position \(p) beyond the RoPE table (\(maxPositions))")
+                    let cr = cp.baseAddress! + p * half, sr = sp.baseAddress! + p * half
+                    for h in 0..<heads {
+                        let v = x + (r * heads + h) * headDim
+                        for i in 0..<half {
+                            let a = v[i], b = v[i + half]
+                            let sn = inverse ? -sr[i] : sr[i]
+                            v[i] = a * cr[i] - b * sn
+                            v[i + half] = b * cr[i] + a * sn
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+public enum SwiGLU {
+    /// h (N, I) = silu(gate) · up
+    public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            h[i] = g / (1 + expf(-g)) * up[i]
+        }
+    }
+
+    /// dgate, dup (N, I) from dh (N, I).
+    public static func backward(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            let sig = 1 / (1 + expf(-g))
+            let silu = g * sig
+            dup[i] = dh[i] * silu
+            dgate[i] = dh[i] * up[i] * sig * (1 + g * (1 - sig))
+        }
+    }
+}
+
+public enum Vector {
+    @inline(__always) public static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] += b[i] }
+    }
+    /// Bias (cols) added to every row of y (rows, cols).
+    @inline(__always) public static func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { add(y + r * cols, bias, count: cols) }
+    }
+}
+
+public enum Softmax {
+    /// log-sum-exp of a row, numerically stable (accumulated in Double).
+    public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var m = -Float.infinity
+        for i in 0..<count where x[i] > m { m = x[i] }
+        var s: Double = 0
+        for i in 0..<count { s += Double(expf(x[i] - m)) }
+        return Double(m) + log(s)
+    }
+}

@@ -1,0 +1,64 @@
+// A frozen weight matrix (rows = out, cols = in), held either as fp32 or in its stored quantized blocks.
+// `dense(into:)` writes the fp32 rows in HF order, undoing llama.cpp's Q/K row permutation on the way.
+import DTFormats
+import DTKernels
+
+public final class FrozenMatrix {
+    public enum Storage {
+        case dense(FloatBuffer)
+        /// Raw blocks (rows × cols elements of `type`), kept alive by `owner` (a memory map or an array).
+        case quantized(GGMLType, UnsafeRawPointer, owner: AnyObject)
+    }
+
+    public let rows: Int, cols: Int
+    public let storage: Storage
+    /// If set, stored row r of head h is HF row permutedRowSource(r): llama.cpp's interleaved RoPE order.
+    let permutedHeads: Int?
+
+    public init(rows: Int, cols: Int, storage: Storage, permutedHeads: Int? = nil) {
+        self.rows = rows; self.cols = cols; self.storage = storage; self.permutedHeads = permutedHeads
+    }
+
+    /// fp32 data if held dense (then `dense(into:)` is not needed).
+    public var densePointer: UnsafePointer<Float>? {
+        if case .dense(let b) = storage { return UnsafePointer(b.pointer) }
+        return nil
+    }
+
+    public var storedBytes: Int {
+        switch storage {
+        case .dense: rows * cols * 4
+        case .quantized(let type, _, _): type.byteCount(elements: rows * cols)!
+        }
+    }
+
+    /// Writes the (rows, cols) fp32 matrix in HF row order into `out`.
+    public func dense(into out: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case .dense(let b):
+            out.update(from: b.pointer, count: rows * cols)
+        case .quantized(let type, let raw, _):
+            let rowBytes = type.byteCount(elements: cols)!
+            for stored in 0..<rows {
+                Dequantize.run(type, raw + stored * rowBytes, out + hfRow(stored) * cols, count: cols)
+            }
+        }
+    }
+
+    /// HF row index of stored row `r` (identity unless the rows are in llama.cpp's permuted order).
+    /// llama.cpp: stored = h·D + 2i + j  holds  HF  h·D + j·D/2 + i.
+    @inline(__always) func hfRow(_ r: Int) -> Int {
+        guard let heads = permutedHeads else { return r }
+        let d = rows / heads
+        let h = r / d, within = r % d
+        return h * d + (within % 2) * (d / 2) + within / 2
+    }
+
+    /// A dense fp32 copy in HF order.
+    public func densified() -> FrozenMatrix {
+        if case .dense = storage, permutedHeads == nil { return self }
+        let b = FloatBuffer(count: rows * cols, zeroed: false)
+        dense(into: b.pointer)
+        return FrozenMatrix(rows: rows, cols: cols, storage: .dense(b))
+    }
+}

@@ -1,0 +1,115 @@
+// Opens the model files people have — one GGUF file, or a Hugging Face directory (config.json plus
+// model.safetensors or a sharded model.safetensors.index.json) — and presents both the same way:
+// a LlamaConfig and tensors looked up by HF name.
+import DTFormats
+import Foundation
+
+public struct RawTensor {
+    public var name: String
+    public var type: GGMLType
+    /// Row-major shape, outermost first (HF order: a weight is [out, in]).
+    public var shape: [Int]
+    public var data: UnsafeRawPointer
+    public var owner: AnyObject
+    /// Q/K rows are in llama.cpp's permuted order with this many heads.
+    public var permutedHeads: Int?
+    public var file: String
+}
+
+public final class ModelSource {
+    public let path: String
+    public let config: LlamaConfig
+    public let gguf: GGUFFile?
+    public let hfDirectory: String?
+    private let shards: [String: SafetensorsFile]
+    private let weightMap: [String: String]
+
+    public init(path: String) throws {
+        self.path = path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw FormatError(file: path, location: "", "model not found (expected a .gguf file or a Hugging Face model directory)")
+        }
+        if isDir.boolValue {
+            let configPath = (path as NSString).appendingPathComponent("config.json")
+            config = try LlamaConfig(hfConfig: configPath)
+            let indexPath = (path as NSString).appendingPathComponent("model.safetensors.index.json")
+            var shards: [String: SafetensorsFile] = [:]
+            var map: [String: String] = [:]
+            if FileManager.default.fileExists(atPath: indexPath) {
+                let data = try Data(contentsOf: URL(fileURLWithPath: indexPath))
+                guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                      let weightMap = json["weight_map"] as? [String: String] else {
+                    throw FormatError.key(indexPath, "weight_map", "expected an object mapping tensor names to shard files")
+                }
+                for (name, file) in weightMap {
+                    guard !file.contains("/") else { throw FormatError.key(indexPath, "weight_map.\(name)", "shard '\(file)' must be a file name in the model directory") }
+                    if shards[file] == nil {
+                        shards[file] = try SafetensorsFile(path: (path as NSString).appendingPathComponent(file))
+                    }
+                    guard shards[file]!.tensors[name] != nil else {
+                        throw FormatError.key(indexPath, "weight_map.\(name)", "tensor is not in shard '\(file)'")
+                    }
+                    map[name] = file
+                }
+            } else {
+                let single = (path as NSString).appendingPathComponent("model.safetensors")
+                let file = try SafetensorsFile(path: single)
+                shards["model.safetensors"] = file
+                for name in file.tensors.keys { map[name] = "model.safetensors" }
+            }
+            self.shards = shards
+            weightMap = map
+            gguf = nil
+            hfDirectory = path
+        } else {
+            let g = try GGUFFile(path: path)
+            gguf = g
+            config = try LlamaConfig(gguf: g)
+            shards = [:]
+            weightMap = [:]
+            hfDirectory = nil
+        }
+    }
+
+    /// The tensor with HF name `name`, or nil if the file has none.
+    public func tensor(_ name: String) throws -> RawTensor? {
+        if let g = gguf {
+            guard let ggufName = TensorNames.gguf(name), let info = g.tensor(ggufName) else { return nil }
+            guard info.type.canDequantize else {
+                throw FormatError.key(g.path, ggufName, "tensor type \(info.type.name) is not supported (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K)")
+            }
+            var permuted: Int?
+            if ["llama", "mistral"].contains(config.architecture) {
+                if name.hasSuffix("q_proj.weight") || name.hasSuffix("q_proj.bias") { permuted = config.heads }
+                if name.hasSuffix("k_proj.weight") || name.hasSuffix("k_proj.bias") { permuted = config.kvHeads }
+            }
+            return RawTensor(name: name, type: info.type, shape: info.dims.reversed(), data: g.data(of: info).baseAddress!,
+                             owner: g, permutedHeads: permuted, file: g.path)
+        }
+        guard let file = weightMap[name], let shard = shards[file], let t = shard.tensors[name] else { return nil }
+        guard let type = t.dtype.ggmlType else {
+            throw FormatError.key(shard.path, name, "dtype \(t.dtype.rawValue) is not supported (expected F32, F16 or BF16)")
+        }
+        let data = shard.data(of: t)
+        return RawTensor(name: name, type: type, shape: t.shape, data: data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!,
+                         owner: shard, permutedHeads: nil, file: shard.path)
+    }
+
+    /// Names of all tensors in the source (HF names for HF dirs, GGUF names for GGUF).
+    public var storedTensorNames: [String] {
+        if let g = gguf { return g.tensors.map(\.name) }
+        return weightMap.keys.sorted()
+    }
+
+    /// Extra RoPE frequency divisors (GGUF `rope_freqs.weight`, written by llama.cpp for Llama-3.1+).
+    public func ropeFrequencyFactors() throws -> [Float]? {
+        guard let g = gguf, let info = g.tensor("rope_freqs.weight") else { return nil }
+        guard info.elementCount == config.headDim / 2, info.type == .f32 else {
+            throw FormatError.key(g.path, "rope_freqs.weight", "expected F32 [\(config.headDim / 2)], found \(info.type.name) \(info.dims)")
+        }
+        var out = [Float](repeating: 0, count: info.elementCount)
+        out.withUnsafeMutableBufferPointer { Dequantize.run(.f32, g.data(of: info).baseAddress!, $0.baseAddress!, count: info.elementCount) }
+        return out
+    }
+}

@@ -1,0 +1,200 @@
+// Byte-level BPE (GPT-2 family): special tokens are matched first, the rest is pre-tokenized, each piece's
+// UTF-8 bytes are mapped to GPT-2's printable byte alphabet and merged by rank.
+import Foundation
+
+public enum ByteLevel {
+    /// GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 onwards.
+    public static let byteToScalar: [Unicode.Scalar] = {
+        var table = [Unicode.Scalar](repeating: " ", count: 256)
+        var printable = Set<Int>()
+        for r in [33...126, 161...172, 174...255] { for b in r { printable.insert(b) } }
+        var next = 256
+        for b in 0..<256 {
+            if printable.contains(b) { table[b] = Unicode.Scalar(UInt32(b))! } else { table[b] = Unicode.Scalar(UInt32(next))!; next += 1 }
+        }
+        return table
+    }()
+
+    public static let scalarToByte: [UInt32: UInt8] = {
+        var d: [UInt32: UInt8] = [:]
+        for (b, s) in byteToScalar.enumerated() { d[s.value] = UInt8(b) }
+        return d
+    }()
+}
+
+public struct TokenizerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+public final class Tokenizer {
+    public let tokens: [String]
+    public let tokenIds: [String: Int32]
+    /// Tokens matched verbatim in text before BPE (control and user-defined tokens).
+    public let specialTokens: Set<Int32>
+    public let preTokenizer: PreTokenizer
+    public let bosToken: Int32?
+    public let eosToken: Int32?
+    public let padToken: Int32?
+    public let addBos: Bool
+    public let ignoreMerges: Bool
+    public let chatTemplate: String?
+    private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    private let byteTokens: [Int32]
+    private let specialByFirstScalar: [UInt32: [(String, Int32)]]
+    private var cache: [String: [Int32]] = [:]
+    private let lock = NSLock()
+
+    public init(tokens: [String], merges mergeList: [(String, String)], special: Set<Int32>, preTokenizer: PreTokenizer,
+                bos: Int32?, eos: Int32?, pad: Int32?, addBos: Bool, ignoreMerges: Bool = false, chatTemplate: String?,
+                source: String) throws {
+        self.tokens = tokens
+        var ids: [String: Int32] = [:]
+        ids.reserveCapacity(tokens.count)
+        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        tokenIds = ids
+        // A byte whose symbol is missing from the vocabulary (e.g. control bytes never seen in training) has
+        // no token: like HF tokenizers without an unk token, it produces none (-1 marks it).
+        let byteTokens = (0..<256).map { ids[String(ByteLevel.byteToScalar[$0])] ?? -1 }
+        guard byteTokens.filter({ $0 >= 0 }).count >= 128 else {
+            throw TokenizerError("\(source): vocabulary lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
+        }
+        self.byteTokens = byteTokens
+        var merges: [UInt64: (Int32, Int32)] = [:]
+        merges.reserveCapacity(mergeList.count)
+        for (rank, (a, b)) in mergeList.enumerated() {
+            guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else {
+                throw TokenizerError("\(source): merge \(rank) '\(a) \(b)' uses tokens missing from the vocabulary")
+            }
+            let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))
+            if merges[key] == nil { merges[key] = (Int32(rank), im) }
+        }
+        self.merges = merges
+        self.specialTokens = special
+        var byFirst: [UInt32: [(String, Int32)]] = [:]
+        for id in special {
+            let t = tokens[Int(id)]
+            guard let first = t.unicodeScalars.first else { continue }
+            byFirst[first.value, default: []].append((t, id))
+        }
+        for k in byFirst.keys { byFirst[k]!.sort { $0.0.unicodeScalars.count > $1.0.unicodeScalars.count } }
+        specialByFirstScalar = byFirst
+        self.preTokenizer = preTokenizer
+        bosToken = bos; eosToken = eos; padToken = pad
+        self.addBos = addBos
+        self.ignoreMerges = ignoreMerges
+        self.chatTemplate = chatTemplate
+    }
+
+    public var vocabularySize: Int { tokens.count }
+
+    /// Token ids of `text`. Special-token text (e.g. "<|im_start|>") becomes its id when `parseSpecial`.
+    public func encode(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = true) -> [Int32] {
+        var out: [Int32] = []
+        if addSpecial, addBos, let bos = bosToken { out.append(bos) }
+        let scalars = Array(text.unicodeScalars)
+        var segmentStart = 0
+        var i = 0
+        func flush(_ end: Int) {
+            guard end > segmentStart else { return }
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalars[segmentStart..<end])
+            for piece in preTokenizer.split(String(view)) { out.append(contentsOf: bpe(piece)) }
+        }
+        while i < scalars.count {
+            if parseSpecial, let candidates = specialByFirstScalar[scalars[i].value],
+               let (text, id) = candidates.first(where: { matches($0.0, scalars, at: i) }) {
+                flush(i)
+                out.append(id)
+                i += text.unicodeScalars.count
+                segmentStart = i
+                continue
+            }
+            i += 1
+        }
+        flush(scalars.count)
+        return out
+    }
+
+    private func matches(_ token: String, _ scalars: [Unicode.Scalar], at i: Int) -> Bool {
+        var j = i
+        for s in token.unicodeScalars {
+            guard j < scalars.count, scalars[j] == s else { return false }
+            j += 1
+        }
+        return true
+    }
+
+    /// BPE of one pre-tokenized piece.
+    func bpe(_ piece: String) -> [Int32] {
+        lock.lock()
+        if let hit = cache[piece] { lock.unlock(); return hit }
+        lock.unlock()
+        var mapped = String.UnicodeScalarView()
+        for b in piece.utf8 { mapped.append(ByteLevel.byteToScalar[Int(b)]) }
+        var symbols: [Int32]
+        if ignoreMerges, let whole = tokenIds[String(mapped)] {
+            symbols = [whole]
+        } else {
+            symbols = piece.utf8.map { byteTokens[Int($0)] }
+            while symbols.count > 1 {
+                var best = Int32.max, at = -1, merged: Int32 = 0
+                for k in 0..<(symbols.count - 1) {
+                    let key = UInt64(UInt32(bitPattern: symbols[k])) << 32 | UInt64(UInt32(bitPattern: symbols[k + 1]))
+                    if let m = merges[key], m.rank < best { best = m.rank; at = k; merged = m.merged }
+                }
+                if at < 0 { break }
+                symbols[at] = merged
+                symbols.remove(at: at + 1)
+            }
+            symbols.removeAll { $0 < 0 }
+        }
+        lock.lock()
+        if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
+        cache[piece] = symbols
+        lock.unlock()
+        return symbols
+    }
+
+    /// Raw bytes of a token (special tokens give their text).
+    public func bytes(of id: Int32) -> [UInt8] {
+        guard id >= 0, Int(id) < tokens.count else { return [] }
+        let t = tokens[Int(id)]
+        if specialTokens.contains(id) { return Array(t.utf8) }
+        var out: [UInt8] = []
+        for s in t.unicodeScalars {
+            if let b = ByteLevel.scalarToByte[s.value] { out.append(b) } else { out.append(contentsOf: Array(String(s).utf8)) }
+        }
+        return out
+    }
+
+    /// Text of `ids` (invalid UTF-8 from a cut multi-byte character becomes U+FFFD).
+    public func decode(_ ids: [Int32], skipSpecial: Bool = false) -> String {
+        var bytes: [UInt8] = []
+        for id in ids where !(skipSpecial && specialTokens.contains(id)) { bytes.append(contentsOf: self.bytes(of: id)) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Turns a stream of token ids into text pieces, holding back bytes of an unfinished UTF-8 character.
+public struct StreamingDecoder {
+    let tokenizer: Tokenizer
+    var pending: [UInt8] = []
+    public init(_ tokenizer: Tokenizer) { self.tokenizer = tokenizer }
+
+    public mutating func push(_ id: Int32) -> String {
+        pending.append(contentsOf: tokenizer.bytes(of: id))
+        var validEnd = pending.count
+        // Keep back an incomplete trailing sequence (at most 3 bytes).
+        for back in 1...min(3, pending.count) {
+            let b = pending[pending.count - back]
+            if b & 0xC0 == 0x80 { continue }
+            let need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+            if need > back { validEnd = pending.count - back }
+            break
+        }
+        let text = String(decoding: pending[..<validEnd], as: UTF8.self)
+        pending.removeFirst(validEnd)
+        return text
+    }
+}

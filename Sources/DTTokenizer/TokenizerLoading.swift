@@ -1,0 +1,157 @@
+// Builds a Tokenizer from GGUF metadata (tokenizer.ggml.*) or from a Hugging Face tokenizer.json.
+import DTFormats
+import Foundation
+
+extension Tokenizer {
+    /// From GGUF keys tokenizer.ggml.{model, pre, tokens, token_type, merges, bos/eos/padding_token_id, add_bos_token}.
+    public convenience init(gguf: GGUFFile) throws {
+        let file = gguf.path
+        let meta = gguf.metadata
+        guard let model = meta["tokenizer.ggml.model"]?.string else {
+            throw FormatError.key(file, "tokenizer.ggml.model", "missing: this GGUF has no tokenizer")
+        }
+        guard model == "gpt2" else {
+            throw FormatError.key(file, "tokenizer.ggml.model", "expected 'gpt2' (byte-level BPE), found '\(model)'; SentencePiece tokenizers are not supported yet")
+        }
+        guard let tokenValues = meta["tokenizer.ggml.tokens"]?.array else {
+            throw FormatError.key(file, "tokenizer.ggml.tokens", "missing or not an array")
+        }
+        let tokens = try tokenValues.enumerated().map { i, v -> String in
+            guard let s = v.string else { throw FormatError.key(file, "tokenizer.ggml.tokens[\(i)]", "expected a string") }
+            return s
+        }
+        let merges = try (meta["tokenizer.ggml.merges"]?.array ?? []).enumerated().map { i, v -> (String, String) in
+            guard let s = v.string, let space = s.firstIndex(of: " ") else {
+                throw FormatError.key(file, "tokenizer.ggml.merges[\(i)]", "expected 'left right'")
+            }
+            return (String(s[..<space]), String(s[s.index(after: space)...]))
+        }
+        var special = Set<Int32>()
+        if let types = meta["tokenizer.ggml.token_type"]?.array {
+            guard types.count == tokens.count else {
+                throw FormatError.key(file, "tokenizer.ggml.token_type", "expected \(tokens.count) entries, found \(types.count)")
+            }
+            for (i, t) in types.enumerated() where t.int == 3 || t.int == 4 { special.insert(Int32(i)) }
+        }
+        let pre = meta["tokenizer.ggml.pre"]?.string ?? "default"
+        let family: PreTokenizerFamily
+        switch pre {
+        case "default", "gpt2", "gpt-2": family = .gpt2
+        case "smollm", "starcoder", "refact": family = .smollm
+        case "llama3", "llama-bpe", "llama-v3", "smaug-bpe", "dbrx": family = .llama3
+        case "qwen2", "deepseek-r1-qwen": family = .qwen2
+        default:
+            throw FormatError.key(file, "tokenizer.ggml.pre", "unknown pre-tokenizer '\(pre)' (known: gpt2, smollm, llama-bpe, qwen2)")
+        }
+        func id(_ key: String) throws -> Int32? {
+            guard let v = meta[key] else { return nil }
+            guard let n = v.int, n >= 0, n < tokens.count else {
+                throw FormatError.key(file, key, "expected a token id below \(tokens.count)")
+            }
+            return Int32(n)
+        }
+        try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
+                      bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
+                      pad: try id("tokenizer.ggml.padding_token_id"),
+                      addBos: meta["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+                      ignoreMerges: family == .llama3,
+                      chatTemplate: meta["tokenizer.chat_template"]?.string, source: file)
+    }
+
+    /// From a Hugging Face tokenizer.json (model.type BPE with byte-level pre-tokenizer), plus the optional
+    /// tokenizer_config.json beside it (chat_template, bos/eos, add_bos_token).
+    public convenience init(tokenizerJSON path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw FormatError(file: path, location: "", "cannot read: \(error.localizedDescription)")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError(file: path, location: "", "expected a JSON object (malformed tokenizer.json)")
+        }
+        guard let model = json["model"] as? [String: Any], (model["type"] as? String) == "BPE" else {
+            throw FormatError.key(path, "model.type", "expected 'BPE'")
+        }
+        guard let vocab = model["vocab"] as? [String: NSNumber] else {
+            throw FormatError.key(path, "model.vocab", "expected an object of token → id")
+        }
+        var added: [(String, Int, Bool)] = []
+        for (i, entry) in ((json["added_tokens"] as? [[String: Any]]) ?? []).enumerated() {
+            guard let content = entry["content"] as? String, let id = (entry["id"] as? NSNumber)?.intValue else {
+                throw FormatError.key(path, "added_tokens[\(i)]", "expected {\"id\", \"content\"}")
+            }
+            added.append((content, id, (entry["special"] as? Bool) ?? false))
+        }
+        let size = max((vocab.values.map(\.intValue).max() ?? -1), (added.map(\.1).max() ?? -1)) + 1
+        guard size <= 10_000_000 else { throw FormatError.key(path, "model.vocab", "vocabulary of \(size) ids is implausible") }
+        var tokens = [String](repeating: "", count: size)
+        var filled = [Bool](repeating: false, count: size)
+        for (t, n) in vocab {
+            let i = n.intValue
+            guard i >= 0 else { throw FormatError.key(path, "model.vocab.\(t)", "negative id") }
+            tokens[i] = t; filled[i] = true
+        }
+        var special = Set<Int32>()
+        for (content, id, _) in added {
+            guard id >= 0 else { throw FormatError.key(path, "added_tokens", "negative id for '\(content)'") }
+            tokens[id] = content; filled[id] = true
+            special.insert(Int32(id))
+        }
+        if let hole = filled.firstIndex(of: false) {
+            throw FormatError.key(path, "model.vocab", "no token has id \(hole) (ids must be contiguous)")
+        }
+        var merges: [(String, String)] = []
+        for (i, m) in ((model["merges"] as? [Any]) ?? []).enumerated() {
+            if let s = m as? String, let space = s.firstIndex(of: " ") {
+                merges.append((String(s[..<space]), String(s[s.index(after: space)...])))
+            } else if let pair = m as? [String], pair.count == 2 {
+                merges.append((pair[0], pair[1]))
+            } else {
+                throw FormatError.key(path, "model.merges[\(i)]", "expected 'left right' or [left, right]")
+            }
+        }
+        let family = try Self.family(of: json["pre_tokenizer"], file: path)
+        let dir = (path as NSString).deletingLastPathComponent
+        let configPath = (dir as NSString).appendingPathComponent("tokenizer_config.json")
+        var template: String?, bos: Int32?, eos: Int32?, pad: Int32?, addBos = false
+        if let cdata = FileManager.default.contents(atPath: configPath) {
+            guard let config = (try? JSONSerialization.jsonObject(with: cdata)) as? [String: Any] else {
+                throw FormatError(file: configPath, location: "", "expected a JSON object")
+            }
+            template = config["chat_template"] as? String
+            func tokenId(_ key: String) -> Int32? {
+                let value = config[key]
+                let text = (value as? String) ?? ((value as? [String: Any])?["content"] as? String)
+                return text.flatMap { tokens.firstIndex(of: $0) }.map(Int32.init)
+            }
+            bos = tokenId("bos_token"); eos = tokenId("eos_token"); pad = tokenId("pad_token")
+            addBos = (config["add_bos_token"] as? Bool) ?? false
+        }
+        try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
+                      bos: bos, eos: eos, pad: pad, addBos: addBos,
+                      ignoreMerges: (model["ignore_merges"] as? Bool) ?? false, chatTemplate: template, source: path)
+    }
+
+    /// Recognises the pre-tokenizer family from tokenizer.json's pre_tokenizer section.
+    static func family(of pre: Any?, file: String) throws -> PreTokenizerFamily {
+        guard let pre = pre as? [String: Any] else {
+            throw FormatError.key(file, "pre_tokenizer", "missing; expected a byte-level pre-tokenizer")
+        }
+        let steps = (pre["type"] as? String) == "Sequence" ? ((pre["pretokenizers"] as? [[String: Any]]) ?? []) : [pre]
+        var digitsAlone = false, pattern: String?, byteLevelRegex = false
+        for step in steps {
+            switch step["type"] as? String {
+            case "Digits": digitsAlone = (step["individual_digits"] as? Bool) ?? false
+            case "Split": pattern = ((step["pattern"] as? [String: Any])?["Regex"] as? String) ?? pattern
+            case "ByteLevel": byteLevelRegex = (step["use_regex"] as? Bool) ?? true
+            default: break
+            }
+        }
+        if let p = pattern {
+            if p.contains("\\p{N}{1,3}") { return .llama3 }
+            if p.contains("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+") { return .qwen2 }
+            throw FormatError.key(file, "pre_tokenizer.Split.pattern", "unrecognised split pattern \(p.prefix(80))…")
+        }
+        guard byteLevelRegex else { throw FormatError.key(file, "pre_tokenizer", "expected a ByteLevel pre-tokenizer with use_regex") }
+        return digitsAlone ? .smollm : .gpt2
+    }
+}

@@ -1,0 +1,6 @@
+// Entry point of the dtrain binary.
+import DTCommands
+import DTKernels
+
+BLASCore.reexecWithBetterCoreIfNeeded()
+DTrain.main()
