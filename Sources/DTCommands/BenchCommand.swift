@@ -47,7 +47,7 @@ public enum Benchmarks {
     }
 
     public static func forward(model: LlamaModel, batch: Int, length: Int, iterations: Int) -> Report {
-        let ws = ForwardWorkspace(model: model, batch: batch, length: length, keepActivations: false)
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length)
         var rng = SplitMix64(seed: 1)
         let V = UInt64(model.config.vocabSize)
         ws.load((0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % V) } })

@@ -77,12 +77,12 @@ public enum Evaluator {
     public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int) -> Result {
         let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
         let length = sequences.map(\.count).max() ?? 1
-        let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length, keepActivations: false)
+        let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length)
         var sums = [0.0, 0.0]
         let V = model.config.vocabSize
         var i = 0
         while i < mine.count {
-            let batch = Array(mine[i..<min(i + ws.batch, mine.count)])
+            let batch = Array(mine[i..<min(i + ws.maxBatch, mine.count)])
             ws.load(batch)
             model.forward(ws)
             for (b, seq) in batch.enumerated() {
@@ -92,7 +92,7 @@ public enum Evaluator {
                     sums[1] += 1
                 }
             }
-            i += ws.batch
+            i += ws.maxBatch
         }
         sums = comm.allReduceSum(sums)
         return Result(nllSum: sums[0], tokens: Int(sums[1]))

@@ -79,11 +79,14 @@ public final class Generator {
     public let capacity: Int
 
     /// Room for `capacity` tokens (prompt + generated); the prompt is prefilled in chunks of `chunk`.
-    public init(model: LlamaModel, capacity: Int, chunk: Int = 128) {
+    public let adapter: ModelAdapter?
+
+    public init(model: LlamaModel, capacity: Int, chunk: Int = 128, adapter: ModelAdapter? = nil) {
         self.model = model
+        self.adapter = adapter
         self.capacity = min(capacity, model.rope.maxPositions)
         cache = KVCache(model: model, capacity: self.capacity, maxQuery: chunk)
-        workspace = ForwardWorkspace(model: model, batch: 1, length: chunk, keepActivations: false, withLogits: false)
+        workspace = ForwardWorkspace(model: model, batch: 1, length: chunk, withLogits: false)
         logits = FloatBuffer(count: model.config.vocabSize)
     }
 
@@ -101,8 +104,9 @@ public final class Generator {
             var lastRows = 0
             while !pending.isEmpty {
                 let n = min(workspace.length, pending.count)
+                workspace.setShape(batch: 1, length: n)
                 for i in 0..<n { workspace.tokens[i] = pending[i] }
-                model.forwardLayers(workspace, rows: n, cache: cache)
+                model.forwardLayers(workspace, cache: cache, adapter: adapter)
                 pending.removeFirst(n)
                 lastRows = n
             }

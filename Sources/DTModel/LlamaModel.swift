@@ -29,6 +29,8 @@ public final class LlamaModel {
     public let layers: [LayerWeights]
     public let rope: RoPETable
     public let precision: WeightPrecision
+    /// A separate quantized LM head dequantized once (it is used every step).
+    var lmHeadScratch: FrozenMatrix?
 
     public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil) throws {
         let c = source.config

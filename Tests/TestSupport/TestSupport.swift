@@ -1,4 +1,5 @@
 // Shared helpers for the test targets: fixture paths, the default model's location, seeded randomness.
+import DTFormats
 import Foundation
 
 public enum TestPaths {
@@ -32,5 +33,85 @@ public struct SeededRandom: RandomNumberGenerator {
     public mutating func normal() -> Float {
         let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self), u2 = Double.random(in: 0..<1, using: &self)
         return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+    }
+}
+
+/// Builds small GGUF files byte by byte, so tests can make valid and deliberately broken ones.
+public struct GGUFBuilder {
+    public var bytes: [UInt8] = []
+    public init() {}
+    public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    public mutating func f32(_ v: Float) { u32(v.bitPattern) }
+    public mutating func string(_ s: String) { u64(UInt64(s.utf8.count)); bytes += Array(s.utf8) }
+    public mutating func header(tensors: UInt64, kvs: UInt64, version: UInt32 = 3) {
+        bytes += Array("GGUF".utf8); u32(version); u64(tensors); u64(kvs)
+    }
+    public mutating func kvString(_ key: String, _ value: String) { string(key); u32(8); string(value) }
+    public mutating func kvU32(_ key: String, _ value: UInt32) { string(key); u32(4); u32(value) }
+    public mutating func tensorInfo(_ name: String, dims: [UInt64], type: UInt32, offset: UInt64) {
+        string(name); u32(UInt32(dims.count)); for d in dims { u64(d) }; u32(type); u64(offset)
+    }
+    public mutating func align(_ n: Int = 32) { while bytes.count % n != 0 { bytes.append(0) } }
+
+    /// Writes the bytes to a fresh temporary file and returns its path.
+    public func write(name: String = "test.gguf") -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dtrain-tests-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent(name).path
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+}
+
+public func temporaryDirectory() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dtrain-tests-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.path
+}
+
+/// Writes a small random Llama in Hugging Face layout (config.json + model.safetensors) for tests.
+public enum TinyModel {
+    public struct Shape {
+        public var vocab = 64, hidden = 32, intermediate = 48, layers = 2, heads = 4, kvHeads = 2
+        public var tied = false, bias = false, architecture = "llama"
+        public init() {}
+    }
+
+    public static func write(_ s: Shape = Shape(), seed: UInt64 = 1, std: Float = 0.2) -> String {
+        let dir = temporaryDirectory()
+        var rng = SeededRandom(seed: seed)
+        func tensor(_ name: String, _ shape: [Int], base: Float = 0) -> SafetensorsWriter.Entry {
+            .init(name: name, shape: shape, values: (0..<shape.reduce(1, *)).map { _ in base + std * rng.normal() })
+        }
+        let hd = s.hidden / s.heads
+        var entries = [tensor("model.embed_tokens.weight", [s.vocab, s.hidden], base: 0)]
+        for l in 0..<s.layers {
+            let p = "model.layers.\(l)."
+            entries += [tensor(p + "input_layernorm.weight", [s.hidden], base: 1),
+                        tensor(p + "post_attention_layernorm.weight", [s.hidden], base: 1),
+                        tensor(p + "self_attn.q_proj.weight", [s.heads * hd, s.hidden]),
+                        tensor(p + "self_attn.k_proj.weight", [s.kvHeads * hd, s.hidden]),
+                        tensor(p + "self_attn.v_proj.weight", [s.kvHeads * hd, s.hidden]),
+                        tensor(p + "self_attn.o_proj.weight", [s.hidden, s.heads * hd]),
+                        tensor(p + "mlp.gate_proj.weight", [s.intermediate, s.hidden]),
+                        tensor(p + "mlp.up_proj.weight", [s.intermediate, s.hidden]),
+                        tensor(p + "mlp.down_proj.weight", [s.hidden, s.intermediate])]
+            if s.bias {
+                entries += [tensor(p + "self_attn.q_proj.bias", [s.heads * hd]), tensor(p + "self_attn.k_proj.bias", [s.kvHeads * hd]),
+                            tensor(p + "self_attn.v_proj.bias", [s.kvHeads * hd])]
+            }
+        }
+        entries.append(tensor("model.norm.weight", [s.hidden], base: 1))
+        if !s.tied { entries.append(tensor("lm_head.weight", [s.vocab, s.hidden])) }
+        try! SafetensorsWriter.encode(entries).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        let config = """
+        {"model_type": "\(s.architecture)", "vocab_size": \(s.vocab), "hidden_size": \(s.hidden), "intermediate_size": \(s.intermediate),
+         "num_hidden_layers": \(s.layers), "num_attention_heads": \(s.heads), "num_key_value_heads": \(s.kvHeads),
+         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": \(s.tied),
+         "attention_bias": \(s.bias)}
+        """
+        try! config.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        return dir
     }
 }

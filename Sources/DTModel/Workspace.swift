@@ -1,0 +1,137 @@
+// Buffers for forward (and backward) passes of up to (B, T), allocated once and reused every step.
+// Letters: B batch, T tokens per sequence, N = B·T rows, C hidden, H/K query/kv heads, D head dim, I MLP width, V vocab.
+import DTKernels
+
+public final class LayerActivations {
+    public let norm1: FloatBuffer          // (N, C)
+    public let rstd1: FloatBuffer          // (N)
+    public let q: FloatBuffer              // (N, H·D) after RoPE
+    public let k: FloatBuffer              // (N, K·D) after RoPE
+    public let v: FloatBuffer              // (N, K·D)
+    public let probabilities: FloatBuffer  // (B, H, T, T)
+    public let attention: FloatBuffer      // (N, H·D) before o_proj
+    public let middle: FloatBuffer         // (N, C) residual stream after attention
+    public let norm2: FloatBuffer          // (N, C)
+    public let rstd2: FloatBuffer          // (N)
+    public let gate: FloatBuffer           // (N, I)
+    public let up: FloatBuffer             // (N, I)
+    public let hidden: FloatBuffer         // (N, I) silu(gate)·up
+
+    init(_ c: LlamaConfig, batch: Int, length: Int) {
+        let n = batch * length
+        norm1 = FloatBuffer(count: n * c.hiddenSize); rstd1 = FloatBuffer(count: n)
+        q = FloatBuffer(count: n * c.heads * c.headDim)
+        k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
+        probabilities = FloatBuffer(count: batch * c.heads * length * length)
+        attention = FloatBuffer(count: n * c.heads * c.headDim)
+        middle = FloatBuffer(count: n * c.hiddenSize); norm2 = FloatBuffer(count: n * c.hiddenSize); rstd2 = FloatBuffer(count: n)
+        gate = FloatBuffer(count: n * c.intermediateSize); up = FloatBuffer(count: n * c.intermediateSize)
+        hidden = FloatBuffer(count: n * c.intermediateSize)
+    }
+
+    var bytes: Int {
+        [norm1, rstd1, q, k, v, probabilities, attention, middle, norm2, rstd2, gate, up, hidden].reduce(0) { $0 + $1.count * 4 }
+    }
+}
+
+/// Gradient buffers shared by all layers during backward.
+public final class GradientBuffers {
+    public let stream: FloatBuffer      // (N, C) dL/d residual stream
+    public let norm: FloatBuffer        // (N, C)
+    public let attention: FloatBuffer   // (N, H·D)
+    public let q: FloatBuffer           // (N, H·D)
+    public let k: FloatBuffer           // (N, K·D)
+    public let v: FloatBuffer           // (N, K·D)
+    public let hidden: FloatBuffer      // (N, I)
+    public let gate: FloatBuffer        // (N, I)
+    public let up: FloatBuffer          // (N, I)
+    public let scores: FloatBuffer      // (T, T)
+
+    init(_ c: LlamaConfig, batch: Int, length: Int) {
+        let n = batch * length
+        stream = FloatBuffer(count: n * c.hiddenSize); norm = FloatBuffer(count: n * c.hiddenSize)
+        attention = FloatBuffer(count: n * c.heads * c.headDim); q = FloatBuffer(count: n * c.heads * c.headDim)
+        k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
+        hidden = FloatBuffer(count: n * c.intermediateSize); gate = FloatBuffer(count: n * c.intermediateSize)
+        up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: length * length)
+    }
+}
+
+public final class ForwardWorkspace {
+    public enum Mode: Equatable {
+        case inference
+        /// Keep what backward needs; with `recompute`, only each layer's input is kept and the layer is
+        /// recomputed during backward (less memory, one more forward of compute).
+        case training(recompute: Bool)
+    }
+
+    public let maxBatch: Int, maxLength: Int
+    public private(set) var batch: Int, length: Int
+    public var rows: Int { batch * length }
+    public let mode: Mode
+    public let tokens: UnsafeMutableBufferPointer<Int32>      // (N)
+    public let positions: UnsafeMutableBufferPointer<Int32>   // (N)
+    public let mask: FloatBuffer                              // (B, T) 1 = real token, 0 = padding
+    public let layerInputs: [FloatBuffer]                     // L × (N, C) residual stream entering each layer (training)
+    let activations: [LayerActivations]                       // L when kept for backward, else 1
+    public let stream: FloatBuffer                            // (N, C) residual stream
+    public let finalNorm: FloatBuffer                         // (N, C)
+    public let finalRstd: FloatBuffer                         // (N)
+    public let logits: FloatBuffer                            // (N, V), or empty when logits are not wanted
+    public let weightScratch: FloatBuffer                     // largest projection, for per-layer dequantization
+    public let gradients: GradientBuffers?
+
+    public init(model: LlamaModel, batch: Int, length: Int, mode: Mode = .inference, withLogits: Bool = true) {
+        let c = model.config
+        maxBatch = batch; maxLength = length
+        self.batch = batch; self.length = length
+        self.mode = mode
+        let n = batch * length
+        tokens = .allocate(capacity: n); tokens.initialize(repeating: 0)
+        positions = .allocate(capacity: n); positions.initialize(repeating: 0)
+        mask = FloatBuffer(count: n)
+        let training = mode != .inference
+        let keepAll = mode == .training(recompute: false)
+        layerInputs = training ? (0..<c.layers).map { _ in FloatBuffer(count: n * c.hiddenSize) } : []
+        activations = (0..<(keepAll ? c.layers : 1)).map { _ in LayerActivations(c, batch: batch, length: length) }
+        stream = FloatBuffer(count: n * c.hiddenSize)
+        finalNorm = FloatBuffer(count: n * c.hiddenSize)
+        finalRstd = FloatBuffer(count: n)
+        logits = FloatBuffer(count: withLogits ? n * c.vocabSize : 0)
+        weightScratch = FloatBuffer(count: model.precision == .fp32 ? 0 : model.largestProjection)
+        gradients = training ? GradientBuffers(c, batch: batch, length: length) : nil
+    }
+
+    deinit { tokens.deallocate(); positions.deallocate() }
+
+    public func activations(_ layer: Int) -> LayerActivations { activations[activations.count == 1 ? 0 : layer] }
+
+    /// Uses the first (batch, length) of the allocated (maxBatch, maxLength) for the next pass.
+    public func setShape(batch: Int, length: Int) {
+        precondition(batch >= 1 && batch <= maxBatch && length >= 1 && length <= maxLength,
+                     "shape (\(batch), \(length)) exceeds the workspace (\(maxBatch), \(maxLength))")
+        self.batch = batch; self.length = length
+    }
+
+    /// Loads sequences right-padded to the longest (plus `reserved` leading slots per sequence, filled by
+    /// the adapter's virtual tokens), sets the mask, and shapes the workspace to fit.
+    public func load(_ sequences: [[Int32]], padToken: Int32 = 0, reserved: Int = 0, length fixedLength: Int? = nil) {
+        let T = fixedLength ?? (reserved + (sequences.map(\.count).max() ?? 1))
+        setShape(batch: max(1, sequences.count), length: T)
+        for b in 0..<batch {
+            let seq = b < sequences.count ? sequences[b] : []
+            precondition(reserved + seq.count <= T, "sequence of \(seq.count) tokens in a workspace of \(T)")
+            for t in 0..<T {
+                let i = t - reserved
+                tokens[b * T + t] = i >= 0 && i < seq.count ? seq[i] : padToken
+                mask[b * T + t] = t < reserved || (i >= 0 && i < seq.count) ? 1 : 0
+            }
+        }
+    }
+
+    /// Bytes of activation and gradient buffers (for memory accounting).
+    public var activationBytes: Int {
+        activations.reduce(0) { $0 + $1.bytes } + layerInputs.reduce(0) { $0 + $1.count * 4 }
+            + (stream.count + finalNorm.count + logits.count) * 4
+    }
+}

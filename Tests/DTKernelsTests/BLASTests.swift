@@ -1,0 +1,35 @@
+// The BLAS wrapper's row-major convention against the naive triple loop, for every transpose combination
+// and odd shapes (this also catches a miscomputing OpenBLAS kernel on the machine).
+import DTKernels
+import XCTest
+
+final class BLASTests: XCTestCase {
+    /// Invariant: BLAS.gemm == naiveGemm for all transposes, with leading dimensions wider than the matrix.
+    func testGemmMatchesNaiveReference() {
+        var seed: UInt64 = 7
+        func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2000) / 1000 - 1 }
+        for (m, n, k) in [(1, 1, 1), (7, 5, 3), (33, 17, 65), (64, 128, 96), (130, 3, 257)] {
+            for ta in [Transpose.noTrans, .trans] {
+                for tb in [Transpose.noTrans, .trans] {
+                    let lda = (ta == .noTrans ? k : m) + 2, ldb = (tb == .noTrans ? n : k) + 1, ldc = n + 3
+                    let a = (0..<(ta == .noTrans ? m : k) * lda).map { _ in rnd() }
+                    let b = (0..<(tb == .noTrans ? k : n) * ldb).map { _ in rnd() }
+                    var c1 = (0..<m * ldc).map { _ in rnd() }, c2 = c1
+                    BLAS.gemm(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb, beta: 0.25, c: &c1, ldc: ldc)
+                    BLAS.naiveGemm(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb, beta: 0.25, c: &c2, ldc: ldc)
+                    for i in 0..<m { for j in 0..<n {
+                        XCTAssertEqual(c1[i * ldc + j], c2[i * ldc + j], accuracy: 1e-4 * Float(k), "\(m)x\(n)x\(k) \(ta) \(tb)")
+                    } }
+                }
+            }
+        }
+    }
+
+    /// Invariant: a CPU that OpenBLAS failed to recognise gets a real kernel; a recognised one is left alone.
+    func testBetterCoreSelection() {
+        XCTAssertEqual(BLASCore.betterCore(cpuFlags: ["avx512f", "avx512bw", "avx512vl", "avx2", "fma"], detected: "Prescott"), "SkylakeX")
+        XCTAssertEqual(BLASCore.betterCore(cpuFlags: ["avx2", "fma"], detected: "Prescott"), "Haswell")
+        XCTAssertNil(BLASCore.betterCore(cpuFlags: ["avx2", "fma"], detected: "Haswell"))
+        XCTAssertNil(BLASCore.betterCore(cpuFlags: ["sse3"], detected: "Prescott"))
+    }
+}

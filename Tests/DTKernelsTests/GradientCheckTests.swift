@@ -1,0 +1,113 @@
+// Finite-difference checks of every layer backward in DTKernels: loss = Σ y·r for a fixed random r, the
+// analytic input gradient against central differences, relative error ‖g − g_fd‖ / ‖g_fd‖ ≤ 1e-3.
+import DTKernels
+import XCTest
+
+struct Rand {
+    var s: UInt64
+    mutating func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 20000) / 10000 - 1 }
+    mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
+}
+
+/// Central-difference gradient of f at x (f evaluated in Double from Float outputs).
+func numericGradient(_ x: [Float], eps: Float = 1e-2, _ f: ([Float]) -> Double) -> [Float] {
+    var g = [Float](repeating: 0, count: x.count)
+    var xp = x
+    for i in 0..<x.count {
+        xp[i] = x[i] + eps; let up = f(xp)
+        xp[i] = x[i] - eps; let down = f(xp)
+        xp[i] = x[i]
+        g[i] = Float((up - down) / Double(2 * eps))
+    }
+    return g
+}
+
+func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+    var diff: Float = 0, norm: Float = 0
+    for (x, y) in zip(a, b) { diff += (x - y) * (x - y); norm += y * y }
+    return (diff / max(norm, 1e-20)).squareRoot()
+}
+
+func dot(_ y: [Float], _ r: [Float]) -> Double { zip(y, r).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } }
+
+final class GradientCheckTests: XCTestCase {
+    func testRMSNormBackward() {
+        var rng = Rand(s: 1)
+        let (rows, channels) = (3, 8)
+        let x = rng.array(rows * channels), w = rng.array(channels).map { $0 + 1.5 }, r = rng.array(rows * channels)
+        func forward(_ x: [Float]) -> [Float] {
+            var y = [Float](repeating: 0, count: x.count), rstd = [Float](repeating: 0, count: rows)
+            RMSNorm.forward(x, w, &y, rstd: &rstd, rows: rows, channels: channels, eps: 1e-5)
+            return y
+        }
+        var rstd = [Float](repeating: 0, count: rows), y = [Float](repeating: 0, count: x.count)
+        RMSNorm.forward(x, w, &y, rstd: &rstd, rows: rows, channels: channels, eps: 1e-5)
+        var dx = [Float](repeating: 0, count: x.count)
+        RMSNorm.backward(r, x, w, rstd: rstd, &dx, rows: rows, channels: channels)
+        let fd = numericGradient(x, eps: 1e-3) { dot(forward($0), r) }
+        XCTAssertLessThan(relativeError(dx, fd), 1e-3)
+    }
+
+    func testSwiGLUBackward() {
+        var rng = Rand(s: 2)
+        let n = 20
+        let g = rng.array(n).map { $0 * 3 }, u = rng.array(n), r = rng.array(n)
+        func f(_ g: [Float], _ u: [Float]) -> Double {
+            var h = [Float](repeating: 0, count: n); SwiGLU.forward(gate: g, up: u, &h, count: n); return dot(h, r)
+        }
+        var dg = [Float](repeating: 0, count: n), du = dg
+        SwiGLU.backward(r, gate: g, up: u, dgate: &dg, dup: &du, count: n)
+        XCTAssertLessThan(relativeError(dg, numericGradient(g, eps: 1e-3) { f($0, u) }), 1e-3)
+        XCTAssertLessThan(relativeError(du, numericGradient(u, eps: 1e-3) { f(g, $0) }), 1e-3)
+    }
+
+    /// Invariant: RoPE is a rotation, so its backward (the inverse rotation) is exact.
+    func testRoPEInverseUndoesForward() {
+        var rng = Rand(s: 3)
+        let table = RoPETable(headDim: 8, maxPositions: 16, inverseFrequencies: (0..<4).map { pow(10000, -Float(2 * $0) / 8) })
+        let x = rng.array(5 * 2 * 8)
+        var y = x
+        let positions: [Int32] = [0, 3, 7, 11, 15]
+        table.apply(&y, rows: 5, heads: 2, positions: positions)
+        XCTAssertGreaterThan(relativeError(y, x), 0.1)
+        table.apply(&y, rows: 5, heads: 2, positions: positions, inverse: true)
+        XCTAssertLessThan(relativeError(y, x), 1e-6)
+    }
+
+    /// Attention backward (GQA: 4 query heads over 2 kv heads, causal, batch 2) against finite differences
+    /// for q, k and v.
+    func testAttentionBackward() {
+        var rng = Rand(s: 4)
+        let s = AttentionShape(batch: 2, queryLength: 5, keyLength: 5, heads: 4, kvHeads: 2, headDim: 4)
+        let qn = 2 * 5 * 4 * 4, kn = 2 * 5 * 2 * 4
+        let q = rng.array(qn), k = rng.array(kn), v = rng.array(kn), r = rng.array(qn)
+        let mask = [Float](repeating: 1, count: 10)
+        func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
+            var p = [Float](repeating: 0, count: 2 * 4 * 25), out = [Float](repeating: 0, count: qn)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+            return dot(out, r)
+        }
+        var p = [Float](repeating: 0, count: 2 * 4 * 25), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+        var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
+        var scratch = [Float](repeating: 0, count: 25)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
+    }
+
+    /// Invariant: padded keys get zero attention and a query sees no future key.
+    func testAttentionMaskAndCausality() {
+        let s = AttentionShape(batch: 1, queryLength: 4, keyLength: 4, heads: 1, kvHeads: 1, headDim: 2)
+        var rng = Rand(s: 5)
+        let q = rng.array(8), k = rng.array(8), v = rng.array(8)
+        var p = [Float](repeating: 0, count: 16), out = [Float](repeating: 0, count: 8)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: [1, 0, 1, 1], probabilities: &p, out: &out)
+        for t in 0..<4 {
+            XCTAssertEqual(p[t * 4 + 1], 0, "padded key 1 must get no weight")
+            for j in (t + 1)..<4 { XCTAssertEqual(p[t * 4 + j], 0, "query \(t) must not see key \(j)") }
+            XCTAssertEqual(p[(t * 4)..<(t * 4 + 4)].reduce(0, +), 1, accuracy: 1e-6)
+        }
+    }
+}
