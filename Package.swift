@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
         .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer"], swiftSettings: release),
-        .target(name: "DTTraining", dependencies: ["DTFormats", "DTKernels", "DTModel", "DTTokenizer", "DTParallel"],
+        .target(name: "DTTraining", dependencies: ["DTFormats", "DTKernels", "DTModel", "DTTokenizer", "DTParallel",
+                                               .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
         .target(name: "DTCommands", dependencies: [
             "DTFormats", "DTKernels", "DTParallel", "DTTokenizer", "DTModel", "DTTraining",

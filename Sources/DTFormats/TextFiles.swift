@@ -1,6 +1,5 @@
 // Reading user text files: UTF-8 validated (an invalid byte is reported with its offset), JSONL parsed line
 // by line with the line number in every error. No line is ever dropped silently.
-import DTFormats
 import Foundation
 
 public enum TextFiles {

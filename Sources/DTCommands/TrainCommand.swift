@@ -1,0 +1,142 @@
+// `dtrain train`: the YAML config and every key as a flag, resolved, printed by rank 0 and saved; progress
+// lines; metrics.jsonl; checkpoints; the final adapter in runs/NAME/final/.
+import ArgumentParser
+import DTFormats
+import DTModel
+import DTParallel
+import DTTokenizer
+import DTTraining
+import Foundation
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fine-tune an adapter (LoRA) on a dataset, on one process or under mpirun.")
+
+    @Option(help: "YAML file of configuration keys (flags of the same name override it).") var config: String?
+    @Option(help: "lora") var method: String?
+    @Option(help: "GGUF file or HF directory (default: the default model).") var model: String?
+    @Option(help: "fp32 or as-stored.") var precision: String?
+    @Option(help: "Training data (.jsonl or .txt).") var data: String?
+    @Option(help: "Validation data.") var validData: String?
+    @Option(help: "Fraction held out for validation when no --valid-data.") var validSplit: Double?
+    @Option(help: "Run directory (checkpoints, metrics, final adapter).") var output: String?
+    @Option(help: "Tokens per example at most.") var maxLength: Int?
+    @Option(help: "Also train on prompt tokens (true/false).") var trainOnPrompt: Bool?
+    @Option(help: "Chat template family instead of the model's.") var chatTemplate: String?
+    @Option(help: "Examples per optimizer step (all ranks).") var batchSize: Int?
+    @Option(help: "Examples per forward/backward on a rank.") var microBatchSize: Int?
+    @Option(help: "Passes over the data.") var epochs: Double?
+    @Option(help: "Optimizer steps (overrides epochs).") var maxSteps: Int?
+    @Option(help: "Peak learning rate.") var learningRate: Double?
+    @Option(help: "constant, linear or cosine.") var schedule: String?
+    @Option(help: "Linear warmup steps.") var warmupSteps: Int?
+    @Option(help: "AdamW weight decay.") var weightDecay: Double?
+    @Option(help: "Gradient clipping norm (0: off).") var maxGradNorm: Double?
+    @Option(help: "Seed.") var seed: Int?
+    @Option(help: "LoRA rank.") var loraRank: Int?
+    @Option(help: "LoRA alpha.") var loraAlpha: Double?
+    @Option(help: "LoRA dropout.") var loraDropout: Double?
+    @Option(help: "LoRA target projections, comma-separated.") var loraTargets: String?
+    @Option(help: "rsLoRA scaling (true/false).") var useRslora: Bool?
+    @Option(help: "Recompute activations in backward (true/false).") var recompute: Bool?
+    @Option(help: "Steps between progress lines.") var logEvery: Int?
+    @Option(help: "Steps between validation losses.") var evalEvery: Int?
+    @Option(help: "Steps between checkpoints.") var saveEvery: Int?
+    @Option(help: "Checkpoints kept.") var keepCheckpoints: Int?
+    @Option(help: "never, auto or a checkpoint directory.") var resume: String?
+    @Option(help: "BLAS threads per rank (0: automatic).") var threads: Int?
+
+    func flags() -> [(String, String)] {
+        let all: [(String, Any?)] = [
+            ("method", method), ("model", model), ("precision", precision), ("data", data), ("valid_data", validData),
+            ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt),
+            ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
+            ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
+            ("weight_decay", weightDecay), ("max_grad_norm", maxGradNorm), ("seed", seed), ("lora_rank", loraRank),
+            ("lora_alpha", loraAlpha), ("lora_dropout", loraDropout), ("lora_targets", loraTargets), ("use_rslora", useRslora),
+            ("recompute", recompute), ("log_every", logEvery), ("eval_every", evalEvery), ("save_every", saveEvery),
+            ("keep_checkpoints", keepCheckpoints), ("resume", resume), ("threads", threads),
+        ]
+        return all.compactMap { key, value in value.map { (key, "\($0)") } }
+    }
+
+    func run() throws {
+        var resolved = TrainConfig()
+        do {
+            if let config { try resolved.apply(yaml: try TextFiles.readUTF8(config), source: config) }
+            for (key, value) in flags() { try resolved.set(key, value, source: "--\(key.replacingOccurrences(of: "_", with: "-"))") }
+            guard !resolved.data.isEmpty else { throw ValidationError("no training data: set data in the config or pass --data") }
+        } catch {
+            Console.error("error: \(error)")
+            throw ExitCode(1)
+        }
+        let runtime = Runtime(threads: resolved.threads > 0 ? resolved.threads : nil)
+        runtime.run { try TrainingRun.execute(resolved, runtime: runtime) }
+    }
+}
+
+public enum TrainingRun {
+    /// Loads everything, trains, writes the final adapter. Used by `dtrain train` and the tests.
+    public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
+        var config = configIn
+        if config.model.isEmpty { config.model = DefaultModel.path }
+        let comm = runtime.comm
+        let loaded = try ModelLoader.load(config.model, precision: WeightPrecision(rawValue: config.precision)!, maxPositions: config.maxLength)
+        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
+                                         source: loaded.path)
+        var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
+        var train = try Dataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, options: options)
+        var valid: Dataset?
+        if !config.validData.isEmpty {
+            valid = try Dataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, options: options)
+        } else if config.validSplit > 0 {
+            let parts = train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
+            train = parts.train
+            valid = parts.valid
+        }
+        let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid)
+        if comm.isRoot {
+            try AtomicDirectory.makeDirectory(config.output)
+            try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
+            runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))); memory per rank: base \(mib(loaded.model.baseBytes)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))")
+        }
+        trainer.onMessage = { runtime.log($0) }
+        if config.resume != "never" {
+            let target = config.resume == "auto" ? Checkpoint.list(config.output).last?.path : config.resume
+            if let target { try trainer.resume(from: target) } else { runtime.log("resume: auto — no checkpoint in \(config.output), starting fresh") }
+        }
+        let metrics = MetricsLog(directory: config.output, enabled: comm.isRoot)
+        var baseLoss: Double?
+        if let valid, trainer.state.step == 0 {
+            baseLoss = trainer.evaluate(valid, adapter: nil)
+            runtime.log(String(format: "validation loss before training: %.4f", baseLoss!))
+        }
+        let started = Date(), firstStep = trainer.state.step
+        trainer.onLog = { log in
+            metrics.append(log)
+            let eta = Double(log.totalSteps - log.step) * Date().timeIntervalSince(started) / Double(max(1, log.step - firstStep))
+            runtime.log(String(format: "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s | %@%@",
+                               log.step, log.totalSteps, log.loss, log.learningRate, log.gradNorm, log.tokensPerSecond,
+                               log.validLoss.map { String(format: "valid loss %.4f | ", $0) } ?? "", formatDuration(eta) as NSString))
+        }
+        let finalValid = try trainer.run()
+        if comm.isRoot {
+            let final = (config.output as NSString).appendingPathComponent("final")
+            try AtomicDirectory.write(final, files: PEFTFormat.loraFiles(trainer.adapter, baseModel: config.model))
+            runtime.log("saved the adapter to \(final) (PEFT LoRA)")
+            if let baseLoss, let finalValid {
+                runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
+            }
+            runtime.log("peak RSS: \(mib(Int(MemoryStats.peakResidentBytes())))")
+        }
+    }
+}
+
+func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "ETA ?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? "ETA \(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "ETA \(t / 60)m\(t % 60)s" : "ETA \(t)s"
+}
+

@@ -1,0 +1,74 @@
+// Writes a directory of files so a reader never sees it half-written: everything goes into a temporary
+// sibling, each file and the directory are fsynced, then one rename publishes it. A failure (disk full,
+// file-size limit, permissions) leaves any previous directory untouched and is reported as an error.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct WriteError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+public enum AtomicDirectory {
+    /// Publishes `files` (name → bytes) as directory `path`, replacing an existing one only after the new
+    /// one is complete.
+    public static func write(_ path: String, files: [(String, Data)]) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        try makeDirectory(parent.isEmpty ? "." : parent)
+        let temporary = (parent as NSString).appendingPathComponent(".tmp-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(atPath: temporary)
+        try makeDirectory(temporary)
+        do {
+            for (file, data) in files { try writeFile((temporary as NSString).appendingPathComponent(file), data) }
+            try sync(temporary)
+            if FileManager.default.fileExists(atPath: path) {
+                let old = (parent as NSString).appendingPathComponent(".old-\(name)-\(getpid())")
+                guard rename(path, old) == 0 else { throw WriteError(path: path, reason: String(cString: strerror(errno))) }
+                guard rename(temporary, path) == 0 else { throw WriteError(path: path, reason: String(cString: strerror(errno))) }
+                try? FileManager.default.removeItem(atPath: old)
+            } else {
+                guard rename(temporary, path) == 0 else { throw WriteError(path: path, reason: String(cString: strerror(errno))) }
+            }
+            try sync(parent.isEmpty ? "." : parent)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    public static func makeDirectory(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw WriteError(path: path, reason: "cannot create directory (\(error.localizedDescription))")
+        }
+    }
+
+    /// Writes and fsyncs one file, reporting short writes (EFBIG under `ulimit -f`, ENOSPC) as errors.
+    public static func writeFile(_ path: String, _ data: Data) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw WriteError(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw WriteError(path: path, reason: String(cString: strerror(errno)))
+                }
+                offset += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw WriteError(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
+    }
+
+    static func sync(_ directory: String) throws {
+        let fd = open(directory, O_RDONLY)
+        guard fd >= 0 else { throw WriteError(path: directory, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        _ = fsync(fd)
+    }
+}

@@ -1,0 +1,89 @@
+// PEFT's adapter directory (huggingface/peft): adapter_config.json + adapter_model.safetensors with
+// {"format": "pt"} metadata. LoRA tensors are fp32 `base_model.model.model.layers.N.<module>.lora_A.weight`
+// (r, in) and `…lora_B.weight` (out, r), HF row order (dtrain un-permutes GGUF Q/K at load, so no fix-up).
+import DTFormats
+import DTModel
+import Foundation
+
+public enum PEFTFormat {
+    public static func loraConfigJSON(_ o: LoRAOptions, baseModel: String) -> Data {
+        let config: [String: Any] = [
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
+            "r": o.rank, "lora_alpha": Double(o.alpha), "lora_dropout": Double(o.dropout),
+            "target_modules": o.targets.map(\.rawValue), "bias": "none", "use_rslora": o.rsLoRA, "use_dora": false,
+            "fan_in_fan_out": false, "modules_to_save": NSNull(), "inference_mode": true, "init_lora_weights": true,
+            "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](),
+            "alpha_pattern": [String: Any](), "revision": NSNull(), "library": "dtrain",
+        ]
+        return try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// The adapter's tensors as safetensors bytes.
+    public static func tensors(_ arena: ParameterArena) -> Data {
+        SafetensorsWriter.encode(arena.entries.map { .init(name: $0.name, shape: $0.shape, values: arena.array($0.name)) },
+                                 metadata: ["format": "pt"])
+    }
+
+    public static func loraFiles(_ adapter: LoRAAdapter, baseModel: String) -> [(String, Data)] {
+        [("adapter_config.json", loraConfigJSON(adapter.options, baseModel: baseModel)),
+         ("adapter_model.safetensors", tensors(adapter.arena))]
+    }
+
+    /// Reads adapter_config.json of a PEFT LoRA directory.
+    public static func readLoRAOptions(_ dir: String) throws -> LoRAOptions {
+        let path = (dir as NSString).appendingPathComponent("adapter_config.json")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FormatError(file: path, location: "", "missing (expected a PEFT adapter directory)")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError(file: path, location: "", "expected a JSON object")
+        }
+        guard (json["peft_type"] as? String) == "LORA" else {
+            throw FormatError.key(path, "peft_type", "expected \"LORA\", found \(json["peft_type"] ?? "nothing")")
+        }
+        var o = LoRAOptions()
+        guard let r = (json["r"] as? NSNumber)?.intValue, r > 0 else { throw FormatError.key(path, "r", "expected a positive integer") }
+        o.rank = r
+        o.alpha = (json["lora_alpha"] as? NSNumber)?.floatValue ?? Float(r)
+        o.rsLoRA = (json["use_rslora"] as? Bool) ?? false
+        if (json["use_dora"] as? Bool) == true { throw FormatError.key(path, "use_dora", "DoRA adapters are not supported") }
+        for key in ["rank_pattern", "alpha_pattern"] {
+            if let d = json[key] as? [String: Any], !d.isEmpty { throw FormatError.key(path, key, "per-module ranks/alphas are not supported") }
+        }
+        let names: [String]
+        if let list = json["target_modules"] as? [String] { names = list }
+        else if json["target_modules"] == nil || json["target_modules"] is NSNull { names = ["q_proj", "v_proj"] }
+        else { throw FormatError.key(path, "target_modules", "expected a list of module names") }
+        o.targets = try names.map { n in
+            guard let p = TensorNames.Projection(rawValue: n) else {
+                throw FormatError.key(path, "target_modules", "unsupported module '\(n)' (expected q_proj … down_proj)")
+            }
+            return p
+        }
+        return o
+    }
+
+    /// Loads a PEFT LoRA directory onto `model`: every tensor must be a known LoRA tensor of the right shape.
+    public static func loadLoRA(_ dir: String, model: LlamaModel, maxRows: Int) throws -> LoRAAdapter {
+        let options = try readLoRAOptions(dir)
+        let adapter = LoRAAdapter(model: model, options: options, maxRows: maxRows, seed: 0)
+        let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
+        let file = try SafetensorsFile(path: path)
+        var seen = Set<String>()
+        for (rawName, tensor) in file.tensors {
+            let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
+            guard let entry = adapter.arena.entry(name) else {
+                throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
+            }
+            guard tensor.shape == entry.shape else {
+                throw FormatError.key(path, rawName, "expected shape \(entry.shape), found \(tensor.shape)")
+            }
+            adapter.arena.set(name, try file.floats(rawName))
+            seen.insert(name)
+        }
+        if let missing = adapter.arena.entries.first(where: { !seen.contains($0.name) }) {
+            throw FormatError.key(path, missing.name, "missing tensor (adapter_config.json lists its module)")
+        }
+        return adapter
+    }
+}

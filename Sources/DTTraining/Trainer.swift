@@ -1,0 +1,164 @@
+// The training loop. The global batch of step s is samples [s·G, (s+1)·G) of the seeded order (independent of
+// the number of ranks); each rank takes every N-th of them, runs micro-batches, and one all-reduce carries all
+// trainable gradients plus the loss sum and target-token count. Then clip, AdamW, log, evaluate, checkpoint.
+import DTKernels
+import DTModel
+import DTParallel
+import DTTokenizer
+import Foundation
+
+public struct StepLog: Sendable {
+    public var step: Int, totalSteps: Int
+    public var loss: Double, learningRate: Double, gradNorm: Double
+    public var tokensPerSecond: Double, secondsPerStep: Double
+    public var validLoss: Double?
+}
+
+public final class Trainer {
+    public let config: TrainConfig
+    public let comm: Communicator
+    public let model: LlamaModel
+    public let train: Dataset
+    public let valid: Dataset?
+    public let adapter: LoRAAdapter
+    public let workspace: ForwardWorkspace
+    public var optimizer: AdamW
+    public private(set) var state: TrainerState
+    public let totalSteps: Int
+    public var onLog: (StepLog) -> Void = { _ in }
+    public var onMessage: (String) -> Void = { _ in }
+    let labels: UnsafeMutableBufferPointer<Int32>
+    let padToken: Int32
+
+    public init(config: TrainConfig, comm: Communicator, model: LlamaModel, tokenizer: Tokenizer, train: Dataset, valid: Dataset?) {
+        self.config = config; self.comm = comm; self.model = model; self.train = train; self.valid = valid
+        let longest = max(train.examples.map(\.tokens.count).max() ?? 1, valid?.examples.map(\.tokens.count).max() ?? 1)
+        workspace = ForwardWorkspace(model: model, batch: config.microBatchSize, length: min(config.maxLength, longest),
+                                     mode: .training(recompute: config.recompute))
+        adapter = LoRAAdapter(model: model, options: config.loraOptions, maxRows: workspace.maxBatch * workspace.maxLength,
+                              seed: UInt64(config.seed))
+        optimizer = AdamW(weightDecay: Float(config.weightDecay))
+        state = TrainerState(step: 0, samplesSeen: 0, optimizerStep: 0, worldSize: comm.size)
+        totalSteps = config.maxSteps > 0 ? config.maxSteps
+            : max(1, Int((config.epochs * Double(train.count) / Double(config.batchSize)).rounded(.up)))
+        labels = .allocate(capacity: workspace.maxBatch * workspace.maxLength)
+        padToken = tokenizer.padToken ?? tokenizer.eosToken ?? 0
+    }
+
+    deinit { labels.deallocate() }
+
+    /// Dataset index of global sample position p.
+    func sample(_ p: Int) -> Int {
+        let epoch = p / train.count
+        if epoch != cachedEpoch { cachedOrder = SampleOrder.permutation(count: train.count, seed: UInt64(config.seed), epoch: epoch); cachedEpoch = epoch }
+        return cachedOrder[p % train.count]
+    }
+    private var cachedEpoch = -1
+    private var cachedOrder: [Int] = []
+
+    /// Loads examples into the workspace and the label buffer; returns the number of target tokens.
+    func load(_ examples: [TrainingExample], positions: [Int]) -> Int {
+        workspace.load(examples.map(\.tokens), padToken: padToken)
+        let T = workspace.length
+        var targets = 0
+        adapter.rowKeys = []
+        for b in 0..<workspace.batch {
+            for t in 0..<T {
+                let label = t < examples[b].labels.count ? examples[b].labels[t] : ignoreLabel
+                labels[b * T + t] = label
+                if label >= 0 { targets += 1 }
+                adapter.rowKeys.append(UInt64(positions[b]) << 20 | UInt64(t))
+            }
+        }
+        return targets
+    }
+
+    /// One optimizer step; returns (mean loss, grad norm before clipping, target tokens).
+    func step(_ s: Int) -> (Double, Double, Int) {
+        let G = config.batchSize
+        let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
+        adapter.arena.zeroGradients()
+        adapter.training = true
+        adapter.dropoutSalt = UInt64(config.seed) &* 0x2545_F491_4F6C_DD1D ^ UInt64(s)
+        var lossSum = 0.0, targets = 0
+        for start in stride(from: 0, to: mine.count, by: config.microBatchSize) {
+            let positions = Array(mine[start..<min(start + config.microBatchSize, mine.count)])
+            targets += load(positions.map { train.examples[sample($0)] }, positions: positions)
+            model.forward(workspace, adapter: adapter)
+            lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
+                                               vocab: model.config.vocabSize, gradScale: 1)
+            model.backward(workspace, adapter: adapter)
+        }
+        let arena = adapter.arena
+        arena.fused[arena.count] = Float(lossSum)
+        arena.fused[arena.count + 1] = Float(targets)
+        comm.allReduceSum(arena.fused.buffer)
+        let globalTargets = max(1, arena.fused[arena.count + 1])
+        let inverse = 1 / globalTargets
+        for i in 0..<arena.count { arena.gradients[i] *= inverse }
+        let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
+        let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
+        optimizer.update(arena, lr: Float(config.learningRate) * factor)
+        return (Double(arena.fused[arena.count]) / Double(globalTargets), Double(norm), Int(globalTargets))
+    }
+
+    /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
+    public func evaluate(_ data: Dataset, adapter: ModelAdapter?) -> Double {
+        (adapter as? LoRAAdapter)?.training = false
+        let mine = data.examples.indices.filter { $0 % comm.size == comm.rank }
+        var sums = [0.0, 0.0]
+        for start in stride(from: 0, to: mine.count, by: workspace.maxBatch) {
+            let chunk = Array(mine[start..<min(start + workspace.maxBatch, mine.count)])
+            sums[1] += Double(load(chunk.map { data.examples[$0] }, positions: chunk))
+            model.forward(workspace, adapter: adapter)
+            sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
+                                               vocab: model.config.vocabSize, gradScale: 0)
+        }
+        sums = comm.allReduceSum(sums)
+        return sums[0] / max(1, sums[1])
+    }
+
+    /// Continues from a checkpoint directory: adapter, optimizer moments and step.
+    public func resume(from dir: String) throws {
+        try Checkpoint.checkCompatible(dir, with: config)
+        let loaded = try PEFTFormat.loadLoRA(dir, model: model, maxRows: 1)
+        adapter.arena.values.pointer.update(from: loaded.arena.values.pointer, count: adapter.arena.count)
+        try Checkpoint.loadMoments(dir, into: adapter.arena)
+        state = try Checkpoint.readState(dir)
+        optimizer.step = state.optimizerStep
+        onMessage("resumed from \(dir) at step \(state.step) (saved by \(state.worldSize) ranks, now \(comm.size))")
+        state.worldSize = comm.size
+    }
+
+    public func saveCheckpoint() throws {
+        guard comm.isRoot else { return }
+        let dir = (config.output as NSString).appendingPathComponent(Checkpoint.name(step: state.step))
+        try Checkpoint.save(directory: dir, adapterFiles: PEFTFormat.loraFiles(adapter, baseModel: config.model),
+                            arena: adapter.arena, state: state, configYAML: config.yaml)
+        Checkpoint.prune(config.output, keep: config.keepCheckpoints)
+    }
+
+    /// The loop. Returns the final validation loss (if there is validation data).
+    @discardableResult
+    public func run() throws -> Double? {
+        var validLoss: Double?
+        while state.step < totalSteps {
+            let started = Date()
+            let (loss, norm, _) = step(state.step)
+            state.step += 1; state.samplesSeen += config.batchSize; state.optimizerStep = optimizer.step; state.lastLoss = loss
+            let seconds = Date().timeIntervalSince(started)
+            let evalNow = valid != nil && ((config.evalEvery > 0 && state.step % config.evalEvery == 0) || state.step == totalSteps)
+            if evalNow, let valid { validLoss = evaluate(valid, adapter: adapter); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!) }
+            let tokens = (state.step - 1) * config.batchSize..<state.step * config.batchSize
+            let stepTokens = tokens.reduce(0) { $0 + train.examples[sample($1)].tokens.count }
+            if state.step % config.logEvery == 0 || state.step == totalSteps || evalNow {
+                let lr = config.learningRate * Double(LRSchedule(rawValue: config.schedule)!.factor(step: state.step - 1, warmup: config.warmupSteps, total: totalSteps))
+                onLog(StepLog(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: lr, gradNorm: norm,
+                              tokensPerSecond: Double(stepTokens) / seconds, secondsPerStep: seconds, validLoss: evalNow ? validLoss : nil))
+            }
+            if config.saveEvery > 0 && state.step % config.saveEvery == 0 && state.step < totalSteps { try saveCheckpoint() }
+        }
+        try saveCheckpoint()
+        return validLoss
+    }
+}
