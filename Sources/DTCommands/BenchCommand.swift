@@ -3,12 +3,13 @@
 import ArgumentParser
 import DTKernels
 import DTModel
+import DTTraining
 import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure throughput: forward (prefill) tokens/s and SGEMM GFLOP/s.")
 
-    @Argument(help: "What to measure: forward.")
+    @Argument(help: "What to measure: forward or train (LoRA, all seven targets).")
     var what: String = "forward"
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var runtimeOptions: RuntimeOptions
@@ -19,14 +20,17 @@ struct Bench: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            guard what == "forward" else { throw CommandError("unknown benchmark '\(what)' (expected: forward)") }
+            guard ["forward", "train"].contains(what) else { throw CommandError("unknown benchmark '\(what)' (expected: forward, train)") }
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length)
-            let report = Benchmarks.forward(model: loaded.model, batch: batch, length: length, iterations: iterations)
+            let report = what == "forward"
+                ? Benchmarks.forward(model: loaded.model, batch: batch, length: length, iterations: iterations)
+                : Benchmarks.train(model: loaded.model, batch: batch, length: length, iterations: iterations)
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
-                Console.out(String(format: "forward  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch, %.1f GFLOP/s",
-                                   batch, length, report.tokensPerSecond, report.seconds, report.gflops))
+                Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch, %.1f GFLOP/s, peak RSS %@",
+                                   what == "forward" ? "forward" : "train (LoRA r=8, 7 targets)", batch, length,
+                                   report.tokensPerSecond, report.seconds, report.gflops, mib(Int(MemoryStats.peakResidentBytes()))))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
                                    loaded.model.config.intermediateSize, loaded.model.config.hiddenSize, gemm))
             }
@@ -56,6 +60,46 @@ public enum Benchmarks {
         for _ in 0..<max(1, iterations) { model.forward(ws) }
         let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
         let flops = forwardFLOPs(model.config, batch: batch, length: length)
+        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+    }
+
+    /// Matrix-product FLOPs of one LoRA training step: forward, plus backward products for dx through every
+    /// frozen weight and the LM head (no weight gradients), attention backward (4 products) and LoRA.
+    public static func trainFLOPs(_ c: LlamaConfig, batch: Int, length: Int, rank: Int) -> Double {
+        let n = Double(batch * length)
+        let weights = Double(c.hiddenSize * (c.heads + 2 * c.kvHeads) * c.headDim + c.heads * c.headDim * c.hiddenSize
+            + 3 * c.hiddenSize * c.intermediateSize) * Double(c.layers)
+        let head = Double(c.vocabSize * c.hiddenSize)
+        let attention = 2.0 * 2.0 * Double(batch) * Double(length * length) * Double(c.heads * c.headDim) * Double(c.layers)
+        // Σ (in + out) over the seven targets: q, o: C + H·D; k, v: C + K·D; gate, up, down: C + I.
+        let (C, HD, KD, I) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim, c.intermediateSize)
+        let loraDims = Double(2 * (C + HD) + 2 * (C + KD) + 3 * (C + I))
+        let lora = 2 * n * Double(rank) * loraDims * Double(c.layers) * 3
+        return 2 * n * (weights + head) * 2 + attention * 3 + lora
+    }
+
+    public static func train(model: LlamaModel, batch: Int, length: Int, iterations: Int) -> Report {
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length, mode: .training(recompute: false))
+        let adapter = LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1)
+        var rng = SplitMix64(seed: 1)
+        let V = UInt64(model.config.vocabSize)
+        let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % V) } }
+        let labels: [Int32] = sequences.flatMap { Array($0.dropFirst()) + [-100] }
+        var optimizer = AdamW()
+        func step() {
+            adapter.arena.zeroGradients()
+            ws.load(sequences)
+            model.forward(ws, adapter: adapter)
+            _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
+                                        gradScale: 1 / Float(labels.count))
+            model.backward(ws, adapter: adapter)
+            optimizer.update(adapter.arena, lr: 1e-4)
+        }
+        step()
+        let start = Date()
+        for _ in 0..<max(1, iterations) { step() }
+        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
+        let flops = trainFLOPs(model.config, batch: batch, length: length, rank: 8)
         return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
     }
 

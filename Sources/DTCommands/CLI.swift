@@ -18,6 +18,9 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Frozen weights in memory: fp32 or as-stored (quantized blocks, dequantized per layer).")
     public var precision: String = "fp32"
 
+    @Option(name: .long, help: "A PEFT adapter directory (LoRA) to apply, e.g. runs/NAME/final.")
+    public var adapter: String?
+
     public init() {}
 
     public func weightPrecision() throws -> WeightPrecision {

@@ -5,6 +5,7 @@ import DTKernels
 import DTModel
 import DTParallel
 import DTTokenizer
+import DTTraining
 import Foundation
 
 struct Eval: ParsableCommand {
@@ -26,7 +27,9 @@ struct Eval: ParsableCommand {
         runtime.run {
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: context)
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
-            let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize)
+            let rows = batchSize * (sequences.map(\.count).max() ?? 1)
+            let adapter = try modelOptions.adapter.map { try PEFTFormat.loadLoRA($0, model: loaded.model, maxRows: rows) }
+            let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter)
             guard runtime.comm.isRoot else { return }
             if json {
                 Console.out(String(format: "{\"mean_nll\": %.8f, \"perplexity\": %.6f, \"tokens\": %d, \"sequences\": %d, \"truncated\": %d}",
@@ -74,7 +77,8 @@ public enum Evaluator {
     public struct Result { public var nllSum: Double; public var tokens: Int; public var meanNLL: Double { nllSum / Double(max(tokens, 1)) } }
 
     /// Sequence i is evaluated by rank i mod N; the sums are all-reduced, so every rank gets the total.
-    public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int) -> Result {
+    public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int,
+                                adapter: ModelAdapter? = nil) -> Result {
         let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
         let length = sequences.map(\.count).max() ?? 1
         let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length)
@@ -84,7 +88,7 @@ public enum Evaluator {
         while i < mine.count {
             let batch = Array(mine[i..<min(i + ws.maxBatch, mine.count)])
             ws.load(batch)
-            model.forward(ws)
+            model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
                 for t in 0..<(seq.count - 1) {
                     let row = ws.logits.pointer + (b * ws.length + t) * V

@@ -2,6 +2,7 @@
 import ArgumentParser
 import DTModel
 import DTTokenizer
+import DTTraining
 import Foundation
 
 struct Generate: ParsableCommand {
@@ -42,7 +43,9 @@ struct Generate: ParsableCommand {
             }
             let ids = tok.encode(text, addSpecial: true)
             guard !ids.isEmpty else { throw CommandError("the prompt is empty") }
-            let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1)
+            let chunk = 128
+            let adapter = try modelOptions.adapter.map { try PEFTFormat.loadLoRA($0, model: loaded.model, maxRows: chunk) }
+            let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1, chunk: chunk, adapter: adapter)
             var stop = Set<Int32>()
             if let eos = tok.eosToken { stop.insert(eos) }
             for name in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"] {
