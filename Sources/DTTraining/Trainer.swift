@@ -1,6 +1,7 @@
 // The training loop. The global batch of step s is samples [s·G, (s+1)·G) of the seeded order (independent of
 // the number of ranks); each rank takes every N-th of them, runs micro-batches, and one all-reduce carries all
 // trainable gradients plus the loss sum and target-token count. Then clip, AdamW, log, evaluate, checkpoint.
+import DTFormats
 import DTKernels
 import DTModel
 import DTParallel
@@ -96,6 +97,12 @@ public final class Trainer {
         let globalTargets = max(1, arena.fused[arena.count + 1])
         let inverse = 1 / globalTargets
         for i in 0..<arena.count { arena.gradients[i] *= inverse }
+        if let dir = ProcessInfo.processInfo.environment["DTRAIN_DUMP_GRADIENTS"], comm.isRoot {
+            // Diagnostic: the reduced, normalised gradient of this step (docs/usage.md).
+            let data = SafetensorsWriter.encode([.init(name: "gradient", shape: [arena.count],
+                                                       values: Array(UnsafeBufferPointer(start: arena.gradients, count: arena.count)))])
+            try? data.write(to: URL(fileURLWithPath: dir + "/gradient-step-\(s).safetensors"))
+        }
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
         let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
         optimizer.update(arena, lr: Float(config.learningRate) * factor)

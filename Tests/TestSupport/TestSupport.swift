@@ -115,3 +115,83 @@ public enum TinyModel {
         return dir
     }
 }
+
+/// A tiny byte-level BPE tokenizer.json (256 byte symbols, a few merges, ChatML special tokens and chat
+/// template) to pair with TinyModel in end-to-end tests. Returns its vocabulary size.
+public enum TinyTokenizer {
+    @discardableResult
+    public static func write(into dir: String) -> Int {
+        var printable: [Int] = Array(33...126) + Array(161...172) + Array(174...255)
+        var symbols = [String](repeating: "", count: 256)
+        var next = 256
+        for b in 0..<256 {
+            if printable.contains(b) { symbols[b] = String(UnicodeScalar(UInt8(b))) } else { symbols[b] = String(UnicodeScalar(UInt32(next))!); next += 1 }
+        }
+        printable.removeAll()
+        var vocab: [String: Int] = [:]
+        for (i, s) in symbols.enumerated() { vocab[s] = i }
+        let merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n")]
+        for (a, b) in merges { vocab[a + b] = vocab.count }
+        let special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        let vocabJSON = vocab.sorted { $0.value < $1.value }.map { "\(jsonString($0.key)): \($0.value)" }.joined(separator: ", ")
+        let added = special.enumerated().map { "{\"id\": \(vocab.count + $0.offset), \"content\": \"\($0.element)\", \"special\": true}" }
+        let tokenizer = """
+        {"model": {"type": "BPE", "vocab": {\(vocabJSON)}, "merges": [\(merges.map { "\"\($0.0) \($0.1)\"" }.joined(separator: ", "))]},
+         "added_tokens": [\(added.joined(separator: ", "))],
+         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}}
+        """
+        try! tokenizer.write(toFile: dir + "/tokenizer.json", atomically: true, encoding: .utf8)
+        let config = #"{"chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": "<|im_start|>"}"#
+        try! config.write(toFile: dir + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        return vocab.count + special.count
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Runs the built dtrain binary (or mpirun with it) and captures its output.
+public enum DTrainProcess {
+    public static var binary: String { TestPaths.repoRoot + "/.build/release/dtrain" }
+
+    public struct Result { public var status: Int32; public var stdout: String; public var stderr: String }
+
+    public static func run(_ arguments: [String], ranks: Int = 0, environment: [String: String] = [:],
+                           timeout: TimeInterval = 600) throws -> Result {
+        let p = Process()
+        if ranks > 0 {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["-np", "\(ranks)", "--bind-to", "none", "--oversubscribe", binary] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = arguments
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let dir = temporaryDirectory()
+        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: dir + "/out")
+        p.standardError = FileHandle(forWritingAtPath: dir + "/err")
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning {
+            if Date() > deadline { p.terminate(); kill(p.processIdentifier, SIGKILL) }
+            usleep(20_000)
+        }
+        let stdout = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
+        return Result(status: p.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+}

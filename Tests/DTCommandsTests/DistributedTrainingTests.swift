@@ -1,0 +1,114 @@
+// End-to-end training through the dtrain binary on a tiny model: data-parallel ranks give the same result
+// as one process with more accumulation, and resuming (also on another number of ranks) gives the same
+// adapter as an uninterrupted run. Uses mpirun with 2 ranks.
+import DTFormats
+import Foundation
+import TestSupport
+import XCTest
+
+func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    var diff: Float = 0, norm: Float = 0
+    for (x, y) in zip(a, b) { diff += (x - y) * (x - y); norm += x * x }
+    return (diff / max(norm, 1e-30)).squareRoot()
+}
+
+/// All adapter tensors of a PEFT directory, concatenated in name order.
+func adapterValues(_ dir: String) throws -> [Float] {
+    let f = try SafetensorsFile(path: dir + "/adapter_model.safetensors")
+    return try f.tensors.keys.sorted().flatMap { try f.floats($0) }
+}
+
+final class DistributedTrainingTests: XCTestCase {
+    static var model = ""
+    static var data = ""
+
+    override class func setUp() {
+        var shape = TinyModel.Shape()
+        let dir = temporaryDirectory()
+        shape.vocab = TinyTokenizer.write(into: dir)
+        let modelDir = TinyModel.write(shape, seed: 4)
+        for f in ["model.safetensors", "config.json"] { try? FileManager.default.copyItem(atPath: modelDir + "/" + f, toPath: dir + "/" + f) }
+        model = dir
+        var lines: [String] = []
+        let words = ["the cat", "a dog", "then it", "in the sun", "and the rain", "an ant"]
+        for i in 0..<24 {
+            let q = words[i % words.count], a = words[(i * 5 + 1) % words.count]
+            lines.append(#"{"messages": [{"role": "user", "content": "\#(q) \#(i)"}, {"role": "assistant", "content": "\#(a) \#(i % 7)"}]}"#)
+        }
+        data = dir + "/train.jsonl"
+        try? lines.joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+    }
+
+    func train(_ extra: [String], ranks: Int = 0, output: String, env: [String: String] = [:]) throws -> DTrainProcess.Result {
+        let args = ["train", "--model", Self.model, "--data", Self.data, "--output", output, "--max-steps", "5",
+                    "--batch-size", "8", "--learning-rate", "0.01", "--lora-rank", "4", "--warmup-steps", "1", "--log-every", "1",
+                    "--threads", "1"] + extra
+        let r = try DTrainProcess.run(args, ranks: ranks, environment: env)
+        XCTAssertEqual(r.status, 0, "dtrain \(args.joined(separator: " ")) failed:\n\(r.stderr)")
+        return r
+    }
+
+    /// Invariant: 2 ranks × 1 micro-batch and 1 rank × 2 micro-batches give the same reduced gradient
+    /// (1e-5) at step 1 and the same adapter after 5 steps (1e-4).
+    func testTwoRanksEqualOneRankWithDoubleAccumulation() throws {
+        let one = temporaryDirectory(), two = temporaryDirectory()
+        let g1 = temporaryDirectory(), g2 = temporaryDirectory()
+        _ = try train(["--micro-batch-size", "4"], output: one, env: ["DTRAIN_DUMP_GRADIENTS": g1])
+        _ = try train(["--micro-batch-size", "4"], ranks: 2, output: two, env: ["DTRAIN_DUMP_GRADIENTS": g2])
+        let a = try SafetensorsFile(path: g1 + "/gradient-step-0.safetensors").floats("gradient")
+        let b = try SafetensorsFile(path: g2 + "/gradient-step-0.safetensors").floats("gradient")
+        XCTAssertLessThanOrEqual(relativeDifference(a, b), 1e-5, "first-step reduced gradient")
+        XCTAssertGreaterThan(a.map(abs).max()!, 0)
+        let d = relativeDifference(try adapterValues(one + "/final"), try adapterValues(two + "/final"))
+        XCTAssertLessThanOrEqual(d, 1e-4, "adapters after 5 steps")
+    }
+
+    /// Invariant: stopping after a checkpoint and resuming (on 1 rank, from a 2-rank run) ends with the
+    /// adapter of an uninterrupted run.
+    func testResumeFromTwoRanksOntoOneMatchesUninterrupted() throws {
+        let full = temporaryDirectory(), cut = temporaryDirectory()
+        _ = try train([], output: full)
+        _ = try train(["--save-every", "2", "--keep-checkpoints", "5"], ranks: 2, output: cut)
+        // Simulate the job dying after step 4: drop everything written later.
+        for name in ["checkpoint-000005", "final"] { try FileManager.default.removeItem(atPath: cut + "/" + name) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: cut + "/checkpoint-000004/trainer_state.json"))
+        let resumed = try train(["--resume", "auto"], output: cut)
+        XCTAssertTrue(resumed.stderr.contains("resumed from") && resumed.stderr.contains("at step 4"), resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("step 5/5"))
+        XCTAssertFalse(resumed.stderr.contains("step 4/5"), "steps before the checkpoint must not run again")
+        let d = relativeDifference(try adapterValues(full + "/final"), try adapterValues(cut + "/final"))
+        XCTAssertLessThanOrEqual(d, 1e-4)
+    }
+
+    /// Invariant: a resume whose configuration changes the math is refused, naming the key.
+    func testResumeWithDifferentConfigIsRefused() throws {
+        let out = temporaryDirectory()
+        _ = try train(["--save-every", "2"], output: out)
+        let r = try DTrainProcess.run(["train", "--model", Self.model, "--data", Self.data, "--output", out, "--max-steps", "5",
+                                       "--batch-size", "8", "--learning-rate", "0.01", "--lora-rank", "8", "--warmup-steps", "1",
+                                       "--resume", "auto"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("lora_rank") && r.stderr.contains("config.yaml"), r.stderr)
+    }
+
+    /// Invariant: the run directory has what a user expects: resolved config, metrics, checkpoints, final PEFT files.
+    func testRunDirectoryLayout() throws {
+        let out = temporaryDirectory()
+        let r = try train(["--save-every", "2", "--keep-checkpoints", "1", "--valid-split", "0.25"], output: out)
+        let fm = FileManager.default
+        for f in ["config.yaml", "metrics.jsonl", "final/adapter_config.json", "final/adapter_model.safetensors",
+                  "checkpoint-000005/optimizer.safetensors", "checkpoint-000005/trainer_state.json", "checkpoint-000005/config.yaml"] {
+            XCTAssertTrue(fm.fileExists(atPath: out + "/" + f), f)
+        }
+        XCTAssertFalse(fm.fileExists(atPath: out + "/checkpoint-000004"), "only the newest checkpoint is kept")
+        let metrics = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(metrics.count, 5)
+        XCTAssertTrue(metrics.last!.contains("eval_loss"))
+        XCTAssertTrue(r.stderr.contains("validation loss before training"))
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/final/adapter_config.json"))) as? [String: Any])
+        XCTAssertEqual(config["peft_type"] as? String, "LORA")
+        XCTAssertEqual(config["r"] as? Int, 4)
+        XCTAssertEqual((config["target_modules"] as? [String])?.count, 7)
+    }
+}
