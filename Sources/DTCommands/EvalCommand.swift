@@ -28,7 +28,7 @@ struct Eval: ParsableCommand {
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: context)
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
             let rows = batchSize * (sequences.map(\.count).max() ?? 1)
-            let adapter = try modelOptions.adapter.map { try PEFTFormat.loadLoRA($0, model: loaded.model, maxRows: rows) }
+            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: rows) }
             let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter)
             guard runtime.comm.isRoot else { return }
             if json {
@@ -80,19 +80,20 @@ public enum Evaluator {
     public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int,
                                 adapter: ModelAdapter? = nil) -> Result {
         let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
-        let length = sequences.map(\.count).max() ?? 1
+        let V = adapter?.virtualTokens ?? 0
+        let length = V + (sequences.map(\.count).max() ?? 1)
         let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length)
         var sums = [0.0, 0.0]
-        let V = model.config.vocabSize
+        let vocab = model.config.vocabSize
         var i = 0
         while i < mine.count {
             let batch = Array(mine[i..<min(i + ws.maxBatch, mine.count)])
-            ws.load(batch)
+            ws.load(batch, reserved: V)
             model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
                 for t in 0..<(seq.count - 1) {
-                    let row = ws.logits.pointer + (b * ws.length + t) * V
-                    sums[0] += Softmax.logSumExp(row, count: V) - Double(row[Int(seq[t + 1])])
+                    let row = ws.logits.pointer + (b * ws.length + V + t) * vocab
+                    sums[0] += Softmax.logSumExp(row, count: vocab) - Double(row[Int(seq[t + 1])])
                     sums[1] += 1
                 }
             }

@@ -44,7 +44,7 @@ struct Generate: ParsableCommand {
             let ids = tok.encode(text, addSpecial: true)
             guard !ids.isEmpty else { throw CommandError("the prompt is empty") }
             let chunk = 128
-            let adapter = try modelOptions.adapter.map { try PEFTFormat.loadLoRA($0, model: loaded.model, maxRows: chunk) }
+            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: chunk) }
             let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1, chunk: chunk, adapter: adapter)
             var stop = Set<Int32>()
             if let eos = tok.eosToken { stop.insert(eos) }

@@ -44,6 +44,9 @@ struct Train: ParsableCommand {
     @Option(help: "Checkpoints kept.") var keepCheckpoints: Int?
     @Option(help: "never, auto or a checkpoint directory.") var resume: String?
     @Option(help: "BLAS threads per rank (0: automatic).") var threads: Int?
+    @Option(help: "Prompt tuning: virtual tokens.") var numVirtualTokens: Int?
+    @Option(help: "Prompt tuning: TEXT, SAMPLE_VOCAB or RANDOM.") var promptInit: String?
+    @Option(help: "Prompt tuning: initialisation text.") var promptInitText: String?
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
@@ -55,6 +58,7 @@ struct Train: ParsableCommand {
             ("lora_alpha", loraAlpha), ("lora_dropout", loraDropout), ("lora_targets", loraTargets), ("use_rslora", useRslora),
             ("recompute", recompute), ("log_every", logEvery), ("eval_every", evalEvery), ("save_every", saveEvery),
             ("keep_checkpoints", keepCheckpoints), ("resume", resume), ("threads", threads),
+            ("num_virtual_tokens", numVirtualTokens), ("prompt_init", promptInit), ("prompt_init_text", promptInitText),
         ]
         return all.compactMap { key, value in value.map { (key, "\($0)") } }
     }
@@ -93,13 +97,16 @@ public enum TrainingRun {
             train = parts.train
             valid = parts.valid
         }
-        let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid)
+        let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid)
+        let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
+                              adapter: adapter)
         if comm.isRoot {
             try AtomicDirectory.makeDirectory(config.output)
             try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))); memory per rank: base \(mib(loaded.model.baseBytes)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))")
+            let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))")
         }
         trainer.onMessage = { runtime.log($0) }
         if config.resume != "never" {
@@ -109,7 +116,7 @@ public enum TrainingRun {
         let metrics = MetricsLog(directory: config.output, enabled: comm.isRoot)
         var baseLoss: Double?
         if let valid, trainer.state.step == 0 {
-            baseLoss = trainer.evaluate(valid, adapter: nil)
+            baseLoss = trainer.evaluate(valid, withAdapter: false)
             runtime.log(String(format: "validation loss before training: %.4f", baseLoss!))
         }
         let started = Date(), firstStep = trainer.state.step
@@ -123,13 +130,27 @@ public enum TrainingRun {
         let finalValid = try trainer.run()
         if comm.isRoot {
             let final = (config.output as NSString).appendingPathComponent("final")
-            try AtomicDirectory.write(final, files: PEFTFormat.loraFiles(trainer.adapter, baseModel: config.model))
-            runtime.log("saved the adapter to \(final) (PEFT LoRA)")
+            try AtomicDirectory.write(final, files: trainer.adapter.peftFiles(baseModel: config.model))
+            runtime.log("saved the adapter to \(final) (PEFT \(config.method == "prompt" ? "PROMPT_TUNING" : "LoRA"))")
             if let baseLoss, let finalValid {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
             }
             runtime.log("peak RSS: \(mib(Int(MemoryStats.peakResidentBytes())))")
         }
+    }
+}
+
+/// The adapter kind of `config.method`, freshly initialised (identically on every rank).
+func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, valid: Dataset?) throws -> TrainableAdapter {
+    switch config.method {
+    case "prompt":
+        let adapter = PromptTuningAdapter(model: loaded.model, virtualTokens: config.numVirtualTokens)
+        try adapter.initialise(PromptInit(rawValue: config.promptInit)!, text: config.promptInitText, model: loaded.model,
+                               tokenizer: loaded.tokenizer, seed: UInt64(config.seed))
+        return adapter
+    default:
+        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
+        return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed))
     }
 }
 

@@ -71,7 +71,7 @@ extension LlamaModel {
             precondition(id >= 0 && id < c.vocabSize, "token id \(id) outside the vocabulary")
             (x + r * C).update(from: embedding.pointer + id * C, count: C)
         }
-        adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T)
+        if start == 0 { adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T) }
         for l in 0..<(upToLayer ?? c.layers) {
             if !ws.layerInputs.isEmpty { ws.layerInputs[l].pointer.update(from: x, count: N * C) }
             forwardLayer(l, ws, ws.activations(l), x: x, cache: cache, adapter: adapter)

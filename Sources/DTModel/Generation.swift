@@ -84,7 +84,8 @@ public final class Generator {
     public init(model: LlamaModel, capacity: Int, chunk: Int = 128, adapter: ModelAdapter? = nil) {
         self.model = model
         self.adapter = adapter
-        self.capacity = min(capacity, model.rope.maxPositions)
+        self.capacity = min(capacity + (adapter?.virtualTokens ?? 0), model.rope.maxPositions)
+        let chunk = max(chunk, (adapter?.virtualTokens ?? 0) + 1)
         cache = KVCache(model: model, capacity: self.capacity, maxQuery: chunk)
         workspace = ForwardWorkspace(model: model, batch: 1, length: chunk, withLogits: false)
         logits = FloatBuffer(count: model.config.vocabSize)
@@ -98,7 +99,9 @@ public final class Generator {
         precondition(!prompt.isEmpty)
         cache.length = 0
         var sampler = Sampler(sampling)
-        var pending = Array(prompt.suffix(capacity - 1))
+        // Virtual tokens (prompt tuning) take the first positions; the adapter writes their embeddings.
+        let virtual = adapter?.virtualTokens ?? 0
+        var pending = [Int32](repeating: 0, count: virtual) + Array(prompt.suffix(capacity - 1 - virtual))
         var out: [Int32] = []
         while out.count < maxTokens {
             var lastRows = 0

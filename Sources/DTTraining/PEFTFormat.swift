@@ -29,8 +29,8 @@ public enum PEFTFormat {
          ("adapter_model.safetensors", tensors(adapter.arena))]
     }
 
-    /// Reads adapter_config.json of a PEFT LoRA directory.
-    public static func readLoRAOptions(_ dir: String) throws -> LoRAOptions {
+    /// adapter_config.json of a PEFT directory as a JSON object.
+    public static func readConfig(_ dir: String) throws -> [String: Any] {
         let path = (dir as NSString).appendingPathComponent("adapter_config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FormatError(file: path, location: "", "missing (expected a PEFT adapter directory)")
@@ -38,6 +38,26 @@ public enum PEFTFormat {
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw FormatError(file: path, location: "", "expected a JSON object")
         }
+        return json
+    }
+
+    /// The directory's peft_type ("LORA", "PROMPT_TUNING", …).
+    public static func peftType(_ dir: String) throws -> String {
+        let json = try readConfig(dir)
+        guard let type = json["peft_type"] as? String else {
+            throw FormatError.key((dir as NSString).appendingPathComponent("adapter_config.json"), "peft_type", "missing")
+        }
+        guard ["LORA", "PROMPT_TUNING"].contains(type) else {
+            throw FormatError.key((dir as NSString).appendingPathComponent("adapter_config.json"), "peft_type",
+                                  "expected LORA or PROMPT_TUNING, found \"\(type)\"")
+        }
+        return type
+    }
+
+    /// Reads adapter_config.json of a PEFT LoRA directory.
+    public static func readLoRAOptions(_ dir: String) throws -> LoRAOptions {
+        let path = (dir as NSString).appendingPathComponent("adapter_config.json")
+        let json = try readConfig(dir)
         guard (json["peft_type"] as? String) == "LORA" else {
             throw FormatError.key(path, "peft_type", "expected \"LORA\", found \(json["peft_type"] ?? "nothing")")
         }

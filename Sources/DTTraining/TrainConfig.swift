@@ -39,12 +39,15 @@ public struct TrainConfig: Equatable, Sendable {
     public var keepCheckpoints = 2
     public var resume = "never"
     public var threads = 0
+    public var numVirtualTokens = 20
+    public var promptInit = "RANDOM"
+    public var promptInitText = ""
 
     public init() {}
 
     /// (key, help) for every key, in the order the resolved config is printed.
     public static let keys: [(String, String)] = [
-        ("method", "lora (more methods: see docs/usage.md)"), ("model", "GGUF file or HF directory (empty: the default model)"),
+        ("method", "lora, qlora or prompt"), ("model", "GGUF file or HF directory (empty: the default model)"),
         ("precision", "fp32 or as-stored"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
         ("valid_split", "fraction of the training data held out when valid_data is empty"), ("output", "run directory"),
         ("max_length", "tokens per example at most"), ("train_on_prompt", "also put the loss on prompt/user tokens"),
@@ -59,6 +62,8 @@ public struct TrainConfig: Equatable, Sendable {
         ("log_every", "steps between progress lines"), ("eval_every", "steps between validation losses (0: end only)"),
         ("save_every", "steps between checkpoints (0: end only)"), ("keep_checkpoints", "checkpoints kept"),
         ("resume", "never, auto (newest complete checkpoint if any) or a checkpoint path"), ("threads", "BLAS threads per rank (0: automatic)"),
+        ("num_virtual_tokens", "prompt tuning: virtual tokens V"), ("prompt_init", "prompt tuning: TEXT, SAMPLE_VOCAB or RANDOM"),
+        ("prompt_init_text", "prompt tuning: text for TEXT initialisation"),
     ]
 
     /// Sets `key` from its text form; `source` names the file or flag for errors.
@@ -71,7 +76,7 @@ public struct TrainConfig: Equatable, Sendable {
         }
         func oneOf(_ allowed: [String]) throws -> String { guard allowed.contains(value) else { throw bad(allowed.joined(separator: " | ")) }; return value }
         switch key {
-        case "method": method = try oneOf(["lora"])
+        case "method": method = try oneOf(["lora", "qlora", "prompt"])
         case "model": model = value
         case "precision": precision = try oneOf(WeightPrecision.allCases.map(\.rawValue))
         case "data": data = value
@@ -107,6 +112,9 @@ public struct TrainConfig: Equatable, Sendable {
         case "keep_checkpoints": keepCheckpoints = max(1, try int())
         case "resume": resume = value
         case "threads": threads = try int()
+        case "num_virtual_tokens": numVirtualTokens = try int(); guard numVirtualTokens >= 1 else { throw bad("at least 1") }
+        case "prompt_init": promptInit = try oneOf(PromptInit.allCases.map(\.rawValue))
+        case "prompt_init_text": promptInitText = value
         default:
             throw FormatError.key(source, key, "unknown configuration key (known: \(Self.keys.map(\.0).joined(separator: ", ")))")
         }
@@ -124,6 +132,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "recompute": "\(recompute)"
         case "log_every": "\(logEvery)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
         case "keep_checkpoints": "\(keepCheckpoints)"; case "resume": resume; case "threads": "\(threads)"
+        case "num_virtual_tokens": "\(numVirtualTokens)"; case "prompt_init": promptInit; case "prompt_init_text": promptInitText
         default: ""
         }
     }
@@ -167,6 +176,6 @@ public struct TrainConfig: Equatable, Sendable {
     /// Keys that must agree between a checkpoint and the run resuming from it.
     public static let resumeInvariants = ["method", "model", "precision", "data", "max_length", "batch_size", "seed", "lora_rank",
                                          "lora_alpha", "lora_targets", "use_rslora", "lora_dropout", "learning_rate", "schedule",
-                                         "warmup_steps", "max_steps", "epochs", "weight_decay", "train_on_prompt"]
+                                         "warmup_steps", "max_steps", "epochs", "weight_decay", "train_on_prompt", "num_virtual_tokens"]
 }
 

@@ -21,7 +21,7 @@ public final class Trainer {
     public let model: LlamaModel
     public let train: Dataset
     public let valid: Dataset?
-    public let adapter: LoRAAdapter
+    public let adapter: TrainableAdapter
     public let workspace: ForwardWorkspace
     public var optimizer: AdamW
     public private(set) var state: TrainerState
@@ -31,13 +31,18 @@ public final class Trainer {
     let labels: UnsafeMutableBufferPointer<Int32>
     let padToken: Int32
 
-    public init(config: TrainConfig, comm: Communicator, model: LlamaModel, tokenizer: Tokenizer, train: Dataset, valid: Dataset?) {
-        self.config = config; self.comm = comm; self.model = model; self.train = train; self.valid = valid
+    /// Rows (micro-batch × (virtual tokens + longest example)) the adapter must be able to hold.
+    public static func workspaceShape(config: TrainConfig, train: Dataset, valid: Dataset?, virtualTokens: Int) -> (batch: Int, length: Int) {
         let longest = max(train.examples.map(\.tokens.count).max() ?? 1, valid?.examples.map(\.tokens.count).max() ?? 1)
-        workspace = ForwardWorkspace(model: model, batch: config.microBatchSize, length: min(config.maxLength, longest),
-                                     mode: .training(recompute: config.recompute))
-        adapter = LoRAAdapter(model: model, options: config.loraOptions, maxRows: workspace.maxBatch * workspace.maxLength,
-                              seed: UInt64(config.seed))
+        return (config.microBatchSize, virtualTokens + min(config.maxLength, longest))
+    }
+
+    public init(config: TrainConfig, comm: Communicator, model: LlamaModel, tokenizer: Tokenizer, train: Dataset, valid: Dataset?,
+                adapter: TrainableAdapter) {
+        self.config = config; self.comm = comm; self.model = model; self.train = train; self.valid = valid
+        let shape = Self.workspaceShape(config: config, train: train, valid: valid, virtualTokens: adapter.virtualTokens)
+        workspace = ForwardWorkspace(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: config.recompute))
+        self.adapter = adapter
         optimizer = AdamW(weightDecay: Float(config.weightDecay))
         state = TrainerState(step: 0, samplesSeen: 0, optimizerStep: 0, worldSize: comm.size)
         totalSteps = config.maxSteps > 0 ? config.maxSteps
@@ -57,20 +62,25 @@ public final class Trainer {
     private var cachedEpoch = -1
     private var cachedOrder: [Int] = []
 
-    /// Loads examples into the workspace and the label buffer; returns the number of target tokens.
-    func load(_ examples: [TrainingExample], positions: [Int]) -> Int {
-        workspace.load(examples.map(\.tokens), padToken: padToken)
+    /// Loads examples (after the adapter's virtual tokens) into the workspace and the label buffer, and
+    /// prepares the adapter; returns the number of target tokens.
+    func load(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int) -> Int {
+        let V = adapter.virtualTokens
+        workspace.load(examples.map(\.tokens), padToken: padToken, reserved: V)
         let T = workspace.length
         var targets = 0
-        adapter.rowKeys = []
+        var keys: [UInt64] = []
+        keys.reserveCapacity(workspace.rows)
         for b in 0..<workspace.batch {
             for t in 0..<T {
-                let label = t < examples[b].labels.count ? examples[b].labels[t] : ignoreLabel
+                let i = t - V
+                let label = i >= 0 && i < examples[b].labels.count ? examples[b].labels[i] : ignoreLabel
                 labels[b * T + t] = label
                 if label >= 0 { targets += 1 }
-                adapter.rowKeys.append(UInt64(positions[b]) << 20 | UInt64(t))
+                keys.append(UInt64(positions[b]) << 20 | UInt64(t))
             }
         }
+        adapter.prepare(training: training, step: step, rowKeys: keys)
         return targets
     }
 
@@ -79,12 +89,10 @@ public final class Trainer {
         let G = config.batchSize
         let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
         adapter.arena.zeroGradients()
-        adapter.training = true
-        adapter.dropoutSalt = UInt64(config.seed) &* 0x2545_F491_4F6C_DD1D ^ UInt64(s)
         var lossSum = 0.0, targets = 0
         for start in stride(from: 0, to: mine.count, by: config.microBatchSize) {
             let positions = Array(mine[start..<min(start + config.microBatchSize, mine.count)])
-            targets += load(positions.map { train.examples[sample($0)] }, positions: positions)
+            targets += load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s)
             model.forward(workspace, adapter: adapter)
             lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
                                                vocab: model.config.vocabSize, gradScale: 1)
@@ -110,14 +118,13 @@ public final class Trainer {
     }
 
     /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
-    public func evaluate(_ data: Dataset, adapter: ModelAdapter?) -> Double {
-        (adapter as? LoRAAdapter)?.training = false
+    public func evaluate(_ data: Dataset, withAdapter: Bool) -> Double {
         let mine = data.examples.indices.filter { $0 % comm.size == comm.rank }
         var sums = [0.0, 0.0]
         for start in stride(from: 0, to: mine.count, by: workspace.maxBatch) {
             let chunk = Array(mine[start..<min(start + workspace.maxBatch, mine.count)])
-            sums[1] += Double(load(chunk.map { data.examples[$0] }, positions: chunk))
-            model.forward(workspace, adapter: adapter)
+            sums[1] += Double(load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
+            model.forward(workspace, adapter: withAdapter ? adapter : nil)
             sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
                                                vocab: model.config.vocabSize, gradScale: 0)
         }
@@ -128,7 +135,10 @@ public final class Trainer {
     /// Continues from a checkpoint directory: adapter, optimizer moments and step.
     public func resume(from dir: String) throws {
         try Checkpoint.checkCompatible(dir, with: config)
-        let loaded = try PEFTFormat.loadLoRA(dir, model: model, maxRows: 1)
+        let loaded = try AdapterLoader.load(dir, model: model, maxRows: 1)
+        guard loaded.arena.entries == adapter.arena.entries else {
+            throw CommandLineError("\(dir): the checkpoint's adapter tensors do not match this run's adapter")
+        }
         adapter.arena.values.pointer.update(from: loaded.arena.values.pointer, count: adapter.arena.count)
         try Checkpoint.loadMoments(dir, into: adapter.arena)
         state = try Checkpoint.readState(dir)
@@ -140,7 +150,7 @@ public final class Trainer {
     public func saveCheckpoint() throws {
         guard comm.isRoot else { return }
         let dir = (config.output as NSString).appendingPathComponent(Checkpoint.name(step: state.step))
-        try Checkpoint.save(directory: dir, adapterFiles: PEFTFormat.loraFiles(adapter, baseModel: config.model),
+        try Checkpoint.save(directory: dir, adapterFiles: adapter.peftFiles(baseModel: config.model),
                             arena: adapter.arena, state: state, configYAML: config.yaml)
         Checkpoint.prune(config.output, keep: config.keepCheckpoints)
     }
@@ -155,7 +165,7 @@ public final class Trainer {
             state.step += 1; state.samplesSeen += config.batchSize; state.optimizerStep = optimizer.step; state.lastLoss = loss
             let seconds = Date().timeIntervalSince(started)
             let evalNow = valid != nil && ((config.evalEvery > 0 && state.step % config.evalEvery == 0) || state.step == totalSteps)
-            if evalNow, let valid { validLoss = evaluate(valid, adapter: adapter); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!) }
+            if evalNow, let valid { validLoss = evaluate(valid, withAdapter: true); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!) }
             let tokens = (state.step - 1) * config.batchSize..<state.step * config.batchSize
             let stepTokens = tokens.reduce(0) { $0 + train.examples[sample($1)].tokens.count }
             if state.step % config.logEvery == 0 || state.step == totalSteps || evalNow {

@@ -1,0 +1,113 @@
+// Prompt tuning (Lester et al. 2021) as PEFT does it: V virtual token embeddings prepended at the input
+// embeddings; they count as positions and get no labels. Only `prompt_embeddings [V, C]` is trained —
+// the gradient stops at the input embeddings.
+import DTFormats
+import DTKernels
+import DTModel
+import DTTokenizer
+import Foundation
+
+public enum PromptInit: String, Sendable, CaseIterable {
+    case text = "TEXT", sampleVocab = "SAMPLE_VOCAB", random = "RANDOM"
+}
+
+public final class PromptTuningAdapter: TrainableAdapter {
+    public let arena: ParameterArena
+    public let virtualTokens: Int
+    public let hidden: Int
+    public var initMethod: PromptInit = .random
+    public var initText = ""
+    let entry: ParameterArena.Entry
+    let layers: Int, heads: Int
+
+    public init(model: LlamaModel, virtualTokens: Int) {
+        precondition(virtualTokens >= 1)
+        self.virtualTokens = virtualTokens
+        hidden = model.config.hiddenSize
+        layers = model.config.layers; heads = model.config.heads
+        arena = ParameterArena([(name: "prompt_embeddings", shape: [virtualTokens, hidden])])
+        entry = arena.entry("prompt_embeddings")!
+    }
+
+    /// Initialises as PEFT: TEXT = embeddings of the tokenized text repeated/cut to V; SAMPLE_VOCAB = rows
+    /// of random vocabulary ids; RANDOM = N(0, 1) (torch.nn.Embedding's default).
+    public func initialise(_ method: PromptInit, text: String, model: LlamaModel, tokenizer: Tokenizer, seed: UInt64) throws {
+        initMethod = method; initText = text
+        let p = arena.value(entry)
+        var rng = SplitMix64(seed: seed)
+        switch method {
+        case .text:
+            var ids = tokenizer.encode(text)
+            guard !ids.isEmpty else { throw CommandLineError("prompt_init_text is empty: TEXT initialisation needs some text") }
+            while ids.count < virtualTokens { ids += ids }
+            for v in 0..<virtualTokens { (p + v * hidden).update(from: model.embedding.pointer + Int(ids[v]) * hidden, count: hidden) }
+        case .sampleVocab:
+            for v in 0..<virtualTokens {
+                let id = Int(rng.next() % UInt64(model.config.vocabSize))
+                (p + v * hidden).update(from: model.embedding.pointer + id * hidden, count: hidden)
+            }
+        case .random:
+            for i in 0..<entry.count {
+                let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(rng.next() >> 11) / Double(1 << 53)
+                p[i] = Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+            }
+        }
+    }
+
+    public func embedVirtualTokens(stream: UnsafeMutablePointer<Float>, batch: Int, length: Int) {
+        let p = arena.value(entry)
+        for b in 0..<batch { (stream + b * length * hidden).update(from: p, count: virtualTokens * hidden) }
+    }
+
+    public func backwardEmbeddings(dstream: UnsafePointer<Float>, batch: Int, length: Int) {
+        let g = arena.gradient(entry)
+        for b in 0..<batch { Vector.add(g, dstream + b * length * hidden, count: virtualTokens * hidden) }
+    }
+
+    public func prepare(training: Bool, step: Int, rowKeys: [UInt64]) {}
+
+    public func peftFiles(baseModel: String) -> [(String, Data)] {
+        var config: [String: Any] = [
+            "peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
+            "num_virtual_tokens": virtualTokens, "token_dim": hidden, "num_transformer_submodules": 1,
+            "num_attention_heads": heads, "num_layers": layers, "prompt_tuning_init": initMethod.rawValue,
+            "prompt_tuning_init_text": initMethod == .text ? initText : NSNull(), "tokenizer_name_or_path": NSNull(),
+            "inference_mode": true, "revision": NSNull(), "library": "dtrain",
+        ]
+        if initMethod == .text { config["tokenizer_name_or_path"] = baseModel }
+        return [("adapter_config.json", try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),
+                ("adapter_model.safetensors", PEFTFormat.tensors(arena))]
+    }
+
+    public static func load(_ dir: String, model: LlamaModel) throws -> PromptTuningAdapter {
+        let configPath = (dir as NSString).appendingPathComponent("adapter_config.json")
+        let json = try PEFTFormat.readConfig(dir)
+        guard let v = (json["num_virtual_tokens"] as? NSNumber)?.intValue, v >= 1 else {
+            throw FormatError.key(configPath, "num_virtual_tokens", "expected a positive integer")
+        }
+        if let dim = (json["token_dim"] as? NSNumber)?.intValue, dim != model.config.hiddenSize {
+            throw FormatError.key(configPath, "token_dim", "expected the model's hidden size \(model.config.hiddenSize), found \(dim)")
+        }
+        if let sub = (json["num_transformer_submodules"] as? NSNumber)?.intValue, sub != 1 {
+            throw FormatError.key(configPath, "num_transformer_submodules", "expected 1 (decoder-only), found \(sub)")
+        }
+        let adapter = PromptTuningAdapter(model: model, virtualTokens: v)
+        let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
+        let file = try SafetensorsFile(path: path)
+        guard let t = file.tensors["prompt_embeddings"] else {
+            throw FormatError.key(path, "prompt_embeddings", "missing tensor")
+        }
+        guard t.shape == [v, model.config.hiddenSize] else {
+            throw FormatError.key(path, "prompt_embeddings", "expected shape [\(v), \(model.config.hiddenSize)], found \(t.shape)")
+        }
+        adapter.arena.set("prompt_embeddings", try file.floats("prompt_embeddings"))
+        adapter.initMethod = PromptInit(rawValue: (json["prompt_tuning_init"] as? String) ?? "RANDOM") ?? .random
+        adapter.initText = (json["prompt_tuning_init_text"] as? String) ?? ""
+        return adapter
+    }
+}
+
+public struct CommandLineError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
