@@ -20,26 +20,28 @@ public enum LRSchedule: String, Sendable, CaseIterable {
 }
 
 public struct AdamW {
-    public var beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0
+    /// Hyper-parameters are doubles, as in PyTorch, where 1 − β and the bias corrections are computed in
+    /// double precision before the float32 update (1 − Float(0.999) would be off by 1e-5 relative).
+    public var beta1: Double, beta2: Double, eps: Double, weightDecay: Double
     /// Optimizer steps taken so far (bias correction uses step + 1 on the next update).
     public var step = 0
-    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0) {
+    public init(beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0) {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
     }
 
-    /// One update of every parameter in the arena from its gradient.
-    public mutating func update(_ arena: ParameterArena, lr: Float) {
+    /// One update of every parameter in the arena from its gradient (torch.optim.AdamW, single-tensor path).
+    public mutating func update(_ arena: ParameterArena, lr: Double) {
         step += 1
         let p = arena.values.pointer, g = arena.gradients, m = arena.firstMoment.pointer, v = arena.secondMoment.pointer
-        let bc1 = 1 - pow(beta1, Float(step)), bc2 = 1 - pow(beta2, Float(step))
-        let stepSize = lr / bc1
-        let bc2Root = bc2.squareRoot()
-        let decay = 1 - lr * weightDecay
+        let bc1 = 1 - pow(beta1, Double(step)), bc2 = 1 - pow(beta2, Double(step))
+        let decay = Float(1 - lr * weightDecay)
+        let b1 = Float(beta1), oneMinusB1 = Float(1 - beta1), b2 = Float(beta2), oneMinusB2 = Float(1 - beta2)
+        let stepSize = Float(lr / bc1), bc2Root = Float(bc2.squareRoot()), epsilon = Float(eps)
         for i in 0..<arena.count {
             p[i] *= decay
-            m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-            v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
-            p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Root + eps)
+            m[i] = m[i] * b1 + g[i] * oneMinusB1
+            v[i] = v[i] * b2 + g[i] * g[i] * oneMinusB2
+            p[i] -= stepSize * (m[i] / (v[i].squareRoot() / bc2Root + epsilon))
         }
     }
 }

@@ -43,7 +43,7 @@ public final class Trainer {
         let shape = Self.workspaceShape(config: config, train: train, valid: valid, virtualTokens: adapter.virtualTokens)
         workspace = ForwardWorkspace(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: config.recompute))
         self.adapter = adapter
-        optimizer = AdamW(weightDecay: Float(config.weightDecay))
+        optimizer = AdamW(weightDecay: config.weightDecay)
         state = TrainerState(step: 0, samplesSeen: 0, optimizerStep: 0, worldSize: comm.size)
         totalSteps = config.maxSteps > 0 ? config.maxSteps
             : max(1, Int((config.epochs * Double(train.count) / Double(config.batchSize)).rounded(.up)))
@@ -113,7 +113,7 @@ public final class Trainer {
         }
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
         let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
-        optimizer.update(arena, lr: Float(config.learningRate) * factor)
+        optimizer.update(arena, lr: config.learningRate * Double(factor))
         return (Double(arena.fused[arena.count]) / Double(globalTargets), Double(norm), Int(globalTargets))
     }
 
