@@ -9,7 +9,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure throughput: forward (prefill) tokens/s and SGEMM GFLOP/s.")
 
-    @Argument(help: "What to measure: forward or train (LoRA, all seven targets).")
+    @Argument(help: "What to measure: forward, train (LoRA, all seven targets), prompt (prompt tuning, 20 virtual tokens) or features (probe feature extraction).")
     var what: String = "forward"
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var runtimeOptions: RuntimeOptions
@@ -20,16 +20,28 @@ struct Bench: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            guard ["forward", "train"].contains(what) else { throw CommandError("unknown benchmark '\(what)' (expected: forward, train)") }
-            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length)
-            let report = what == "forward"
-                ? Benchmarks.forward(model: loaded.model, batch: batch, length: length, iterations: iterations)
-                : Benchmarks.train(model: loaded.model, batch: batch, length: length, iterations: iterations)
+            guard ["forward", "train", "prompt", "features"].contains(what) else {
+                throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features)")
+            }
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length + 32)
+            let model = loaded.model
+            let report: Benchmarks.Report
+            switch what {
+            case "forward": report = Benchmarks.forward(model: model, batch: batch, length: length, iterations: iterations)
+            case "features": report = Benchmarks.features(model: model, batch: batch, length: length, iterations: iterations)
+            case "prompt":
+                report = Benchmarks.train(model: model, adapter: PromptTuningAdapter(model: model, virtualTokens: 20), batch: batch,
+                                          length: length, iterations: iterations)
+            default:
+                report = Benchmarks.train(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
+                                          batch: batch, length: length, iterations: iterations)
+            }
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
                 Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch, %.1f GFLOP/s, peak RSS %@",
-                                   what == "forward" ? "forward" : "train (LoRA r=8, 7 targets)", batch, length,
+                                   ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
+                                    "train": "train (LoRA r=8, 7 targets)"][what]!, batch, length,
                                    report.tokensPerSecond, report.seconds, report.gflops, mib(Int(MemoryStats.peakResidentBytes()))))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
                                    loaded.model.config.intermediateSize, loaded.model.config.hiddenSize, gemm))
@@ -78,17 +90,32 @@ public enum Benchmarks {
         return 2 * n * (weights + head) * 2 + attention * 3 + lora
     }
 
-    public static func train(model: LlamaModel, batch: Int, length: Int, iterations: Int) -> Report {
-        let ws = ForwardWorkspace(model: model, batch: batch, length: length, mode: .training(recompute: false))
-        let adapter = LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1)
+    /// Feature extraction for the probe: the layers and final norm, no LM head.
+    public static func features(model: LlamaModel, batch: Int, length: Int, iterations: Int) -> Report {
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length, withLogits: false)
         var rng = SplitMix64(seed: 1)
-        let V = UInt64(model.config.vocabSize)
-        let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % V) } }
-        let labels: [Int32] = sequences.flatMap { Array($0.dropFirst()) + [-100] }
+        ws.load((0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } })
+        model.forwardLayers(ws)
+        let start = Date()
+        for _ in 0..<max(1, iterations) { model.forwardLayers(ws) }
+        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
+        let c = model.config
+        let flops = forwardFLOPs(c, batch: batch, length: length) - 2 * Double(batch * length * c.vocabSize * c.hiddenSize)
+        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+    }
+
+    /// One training step (forward, loss, backward, AdamW) with `adapter`; tokens/s counts the real tokens.
+    public static func train(model: LlamaModel, adapter: TrainableAdapter, batch: Int, length: Int, iterations: Int) -> Report {
+        let V = adapter.virtualTokens
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length + V, mode: .training(recompute: false))
+        var rng = SplitMix64(seed: 1)
+        let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } }
+        let labels: [Int32] = sequences.flatMap { [Int32](repeating: -100, count: V) + Array($0.dropFirst()) + [-100] }
         var optimizer = AdamW()
         func step() {
             adapter.arena.zeroGradients()
-            ws.load(sequences)
+            ws.load(sequences, reserved: V)
+            adapter.prepare(training: true, step: 0, rowKeys: [])
             model.forward(ws, adapter: adapter)
             _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
                                         gradScale: 1 / Float(labels.count))
@@ -99,7 +126,7 @@ public enum Benchmarks {
         let start = Date()
         for _ in 0..<max(1, iterations) { step() }
         let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
-        let flops = trainFLOPs(model.config, batch: batch, length: length, rank: 8)
+        let flops = trainFLOPs(model.config, batch: batch, length: length + V, rank: adapter is LoRAAdapter ? 8 : 0)
         return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
     }
 

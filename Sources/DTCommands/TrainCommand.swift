@@ -47,6 +47,14 @@ struct Train: ParsableCommand {
     @Option(help: "Prompt tuning: virtual tokens.") var numVirtualTokens: Int?
     @Option(help: "Prompt tuning: TEXT, SAMPLE_VOCAB or RANDOM.") var promptInit: String?
     @Option(help: "Prompt tuning: initialisation text.") var promptInitText: String?
+    @Option(help: "Probe: features after this many layers (-1: final).") var probeLayer: Int?
+    @Option(help: "Probe: last or mean pooling.") var probePooling: String?
+    @Option(help: "Probe: train a bias (true/false).") var probeBias: Bool?
+    @Option(help: "Probe: epochs over the cached features.") var probeEpochs: Int?
+    @Option(help: "Probe: rows per update (0: full batch).") var probeBatchSize: Int?
+    @Option(help: "Probe: learning rate.") var probeLearningRate: Double?
+    @Option(help: "Probe: none or balanced class weights.") var classWeights: String?
+    @Option(help: "Probe: early-stopping patience in epochs (0: off).") var earlyStoppingPatience: Int?
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
@@ -59,6 +67,9 @@ struct Train: ParsableCommand {
             ("recompute", recompute), ("log_every", logEvery), ("eval_every", evalEvery), ("save_every", saveEvery),
             ("keep_checkpoints", keepCheckpoints), ("resume", resume), ("threads", threads),
             ("num_virtual_tokens", numVirtualTokens), ("prompt_init", promptInit), ("prompt_init_text", promptInitText),
+            ("probe_layer", probeLayer), ("probe_pooling", probePooling), ("probe_bias", probeBias), ("probe_epochs", probeEpochs),
+            ("probe_batch_size", probeBatchSize), ("probe_learning_rate", probeLearningRate), ("class_weights", classWeights),
+            ("early_stopping_patience", earlyStoppingPatience),
         ]
         return all.compactMap { key, value in value.map { (key, "\($0)") } }
     }
@@ -74,7 +85,9 @@ struct Train: ParsableCommand {
             throw ExitCode(1)
         }
         let runtime = Runtime(threads: resolved.threads > 0 ? resolved.threads : nil)
-        runtime.run { try TrainingRun.execute(resolved, runtime: runtime) }
+        runtime.run {
+            if resolved.method == "probe" { try ProbeRun.execute(resolved, runtime: runtime) } else { try TrainingRun.execute(resolved, runtime: runtime) }
+        }
     }
 }
 

@@ -42,6 +42,14 @@ public struct TrainConfig: Equatable, Sendable {
     public var numVirtualTokens = 20
     public var promptInit = "RANDOM"
     public var promptInitText = ""
+    public var probeLayer = -1
+    public var probePooling = "last"
+    public var probeBias = true
+    public var probeEpochs = 200
+    public var probeBatchSize = 0
+    public var probeLearningRate = 1e-2
+    public var classWeights = "none"
+    public var earlyStoppingPatience = 20
 
     public init() {}
 
@@ -64,6 +72,10 @@ public struct TrainConfig: Equatable, Sendable {
         ("resume", "never, auto (newest complete checkpoint if any) or a checkpoint path"), ("threads", "BLAS threads per rank (0: automatic)"),
         ("num_virtual_tokens", "prompt tuning: virtual tokens V"), ("prompt_init", "prompt tuning: TEXT, SAMPLE_VOCAB or RANDOM"),
         ("prompt_init_text", "prompt tuning: text for TEXT initialisation"),
+        ("probe_layer", "probe: features after this many layers (-1: final norm output)"), ("probe_pooling", "probe: last or mean"),
+        ("probe_bias", "probe: train score.bias"), ("probe_epochs", "probe: passes over the cached features"),
+        ("probe_batch_size", "probe: rows per update (0: full batch)"), ("probe_learning_rate", "probe: AdamW learning rate"),
+        ("class_weights", "probe: none or balanced"), ("early_stopping_patience", "probe: epochs without validation improvement (0: off)"),
     ]
 
     /// Sets `key` from its text form; `source` names the file or flag for errors.
@@ -76,7 +88,7 @@ public struct TrainConfig: Equatable, Sendable {
         }
         func oneOf(_ allowed: [String]) throws -> String { guard allowed.contains(value) else { throw bad(allowed.joined(separator: " | ")) }; return value }
         switch key {
-        case "method": method = try oneOf(["lora", "qlora", "prompt"])
+        case "method": method = try oneOf(["lora", "qlora", "prompt", "probe"])
         case "model": model = value
         case "precision": precision = try oneOf(WeightPrecision.allCases.map(\.rawValue))
         case "data": data = value
@@ -115,6 +127,14 @@ public struct TrainConfig: Equatable, Sendable {
         case "num_virtual_tokens": numVirtualTokens = try int(); guard numVirtualTokens >= 1 else { throw bad("at least 1") }
         case "prompt_init": promptInit = try oneOf(PromptInit.allCases.map(\.rawValue))
         case "prompt_init_text": promptInitText = value
+        case "probe_layer": probeLayer = try int()
+        case "probe_pooling": probePooling = try oneOf(["last", "mean"])
+        case "probe_bias": probeBias = try bool()
+        case "probe_epochs": probeEpochs = try int(); guard probeEpochs >= 1 else { throw bad("at least 1") }
+        case "probe_batch_size": probeBatchSize = try int()
+        case "probe_learning_rate": probeLearningRate = try double()
+        case "class_weights": classWeights = try oneOf(["none", "balanced"])
+        case "early_stopping_patience": earlyStoppingPatience = try int()
         default:
             throw FormatError.key(source, key, "unknown configuration key (known: \(Self.keys.map(\.0).joined(separator: ", ")))")
         }
@@ -133,6 +153,9 @@ public struct TrainConfig: Equatable, Sendable {
         case "log_every": "\(logEvery)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
         case "keep_checkpoints": "\(keepCheckpoints)"; case "resume": resume; case "threads": "\(threads)"
         case "num_virtual_tokens": "\(numVirtualTokens)"; case "prompt_init": promptInit; case "prompt_init_text": promptInitText
+        case "probe_layer": "\(probeLayer)"; case "probe_pooling": probePooling; case "probe_bias": "\(probeBias)"
+        case "probe_epochs": "\(probeEpochs)"; case "probe_batch_size": "\(probeBatchSize)"; case "probe_learning_rate": "\(probeLearningRate)"
+        case "class_weights": classWeights; case "early_stopping_patience": "\(earlyStoppingPatience)"
         default: ""
         }
     }
@@ -164,6 +187,16 @@ public struct TrainConfig: Equatable, Sendable {
             if key == "lora_targets" { return "\(key): [\(loraTargets.joined(separator: ", "))]" }
             return "\(key): \(v.isEmpty ? "\"\"" : (Double(v) != nil || ["true", "false"].contains(v) ? v : "\"\(v)\""))"
         }.joined(separator: "\n") + "\n"
+    }
+
+    public var probeOptions: ProbeOptions {
+        var o = ProbeOptions()
+        o.layer = probeLayer >= 0 ? probeLayer : nil
+        o.pooling = ProbeOptions.Pooling(rawValue: probePooling)!
+        o.bias = probeBias; o.epochs = probeEpochs; o.batchSize = probeBatchSize; o.learningRate = probeLearningRate
+        o.weightDecay = weightDecay; o.balancedClassWeights = classWeights == "balanced"; o.patience = earlyStoppingPatience
+        o.seed = UInt64(seed)
+        return o
     }
 
     public var loraOptions: LoRAOptions {

@@ -1,0 +1,175 @@
+// The linear probe end to end: features extracted across ranks and cached (safetensors), the head trained on
+// them, metrics reported, and `dtrain predict` writing JSONL predictions with per-label probabilities.
+import ArgumentParser
+import DTFormats
+import DTModel
+import DTParallel
+import DTTokenizer
+import DTTraining
+import Foundation
+
+public enum ProbeRun {
+    /// Features of `data`, from the cache file when its key matches, else extracted (and cached by rank 0).
+    static func features(_ data: ProbeDataset, dataPath: String, cache: String, config: TrainConfig, loaded: LoadedModel,
+                         runtime: Runtime) throws -> [Float] {
+        let size = (try? FileManager.default.attributesOfItem(atPath: loaded.path)[.size] as? Int) ?? 0
+        var hasher = Hasher64()
+        for s in data.sequences { hasher.add(s.count); for t in s { hasher.add(Int(t)) } }
+        let key = "model=\(loaded.path) size=\(size) layer=\(config.probeLayer) pooling=\(config.probePooling) tokens=\(hasher.value)"
+        if let file = try? SafetensorsFile(path: cache), file.metadata["key"] == key, let f = try? file.floats("features"),
+           f.count == data.count * loaded.model.config.hiddenSize {
+            runtime.log("features: reusing the cache \(cache)")
+            return f
+        }
+        let started = Date()
+        let tokens = data.sequences.reduce(0) { $0 + $1.count }
+        let f = FeatureExtractor.extract(model: loaded.model, sequences: data.sequences, options: config.probeOptions, comm: runtime.comm,
+                                         batchSize: config.microBatchSize, padToken: loaded.tokenizer.padToken ?? 0)
+        let seconds = Date().timeIntervalSince(started)
+        runtime.log(String(format: "features: %d texts of %@ extracted in %.1f s (%.0f tokens/s over %d ranks)", data.count,
+                           dataPath, seconds, Double(tokens) / seconds, runtime.comm.size))
+        if runtime.comm.isRoot {
+            let bytes = SafetensorsWriter.encode([.init(name: "features", shape: [data.count, loaded.model.config.hiddenSize], values: f)],
+                                                 metadata: ["key": key, "format": "dtrain-features"])
+            try AtomicDirectory.writeFile(cache, bytes)
+        }
+        return f
+    }
+
+    public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
+        var config = configIn
+        if config.model.isEmpty { config.model = DefaultModel.path }
+        let loaded = try ModelLoader.load(config.model, precision: WeightPrecision(rawValue: config.precision)!, maxPositions: config.maxLength)
+        if config.probeLayer > loaded.model.config.layers {
+            throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers")
+        }
+        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
+                                         source: loaded.path)
+        let train = try ProbeDataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, maxLength: config.maxLength)
+        var valid: ProbeDataset?
+        if !config.validData.isEmpty {
+            valid = try ProbeDataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, maxLength: config.maxLength,
+                                          labelNames: train.isRegression ? nil : train.labelNames, regression: train.isRegression)
+        }
+        if runtime.comm.isRoot {
+            try AtomicDirectory.makeDirectory(config.output)
+            try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
+            runtime.log("dtrain train (linear probe) — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            let majority = train.isRegression ? 0 : Double((0..<train.labelNames.count).map { c in train.classes.filter { $0 == c }.count }.max()!) / Double(train.count)
+            runtime.log("data: \(train.count) training texts\(valid.map { ", \($0.count) validation" } ?? ""); " +
+                        (train.isRegression ? "regression" : "\(train.labelNames.count) labels \(train.labelNames), majority share \(String(format: "%.1f%%", 100 * majority))"))
+        }
+        let cacheDir = config.output
+        let trainFeatures = try features(train, dataPath: config.data, cache: cacheDir + "/features-train.safetensors", config: config, loaded: loaded, runtime: runtime)
+        let validFeatures = try valid.map { try features($0, dataPath: config.validData, cache: cacheDir + "/features-valid.safetensors", config: config, loaded: loaded, runtime: runtime) }
+        let C = loaded.model.config.hiddenSize
+        let head = ProbeHead(outputs: train.isRegression ? 1 : train.labelNames.count, channels: C, options: config.probeOptions)
+        let epochs = head.train(features: trainFeatures, classes: train.classes, values: train.values,
+                                valid: valid.map { (validFeatures!, $0.classes, $0.values) }) { epoch, loss, validLoss in
+            if epoch % max(1, config.logEvery * 10) == 0 {
+                runtime.log(String(format: "epoch %d | train loss %.4f%@", epoch, loss, validLoss.map { String(format: " | valid loss %.4f", $0) } ?? ""))
+            }
+        }
+        runtime.log("head trained for \(epochs) epochs\(valid != nil ? " (best validation epoch kept)" : "")")
+        var report: [String: Any] = [:]
+        for (name, data, f) in [("train", train, trainFeatures)] + (valid.map { [("valid", $0, validFeatures!)] } ?? []) {
+            let m = head.evaluate(features: f, classes: data.classes, values: data.values)
+            report[name] = data.isRegression ? ["rmse": m.rmse, "r2": m.r2] : ["accuracy": m.accuracy, "macro_f1": m.macroF1, "confusion": m.confusion]
+            if data.isRegression {
+                runtime.log(String(format: "%@: RMSE %.4f, R² %.4f", name, m.rmse, m.r2))
+            } else {
+                runtime.log(String(format: "%@: accuracy %.2f%%, macro-F1 %.4f", name, 100 * m.accuracy, m.macroF1))
+                if name == "valid" {
+                    runtime.log("confusion matrix (rows: true, columns: predicted) " + train.labelNames.joined(separator: ", "))
+                    for (i, row) in m.confusion.enumerated() { runtime.log("  " + train.labelNames[i].padding(toLength: 14, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined()) }
+                }
+            }
+        }
+        if runtime.comm.isRoot {
+            let exported = head.exportedTensors()
+            var tensors: [SafetensorsWriter.Entry] = [.init(name: "score.weight", shape: [head.outputs, C], values: exported.weight)]
+            if config.probeBias { tensors.append(.init(name: "score.bias", shape: [head.outputs], values: exported.bias)) }
+            let probeConfig: [String: Any] = [
+                "type": "linear_probe", "task": train.isRegression ? "regression" : "classification", "labels": train.labelNames,
+                "pooling": config.probePooling, "layer": config.probeLayer, "hidden_size": C, "base_model_name_or_path": config.model,
+                "max_length": config.maxLength, "metrics": report, "library": "dtrain",
+            ]
+            let final = (config.output as NSString).appendingPathComponent("final")
+            try AtomicDirectory.write(final, files: [
+                ("probe_head.safetensors", SafetensorsWriter.encode(tensors, metadata: ["format": "pt"])),
+                ("probe_config.json", try JSONSerialization.data(withJSONObject: probeConfig, options: [.prettyPrinted, .sortedKeys])),
+            ])
+            runtime.log("saved the probe head to \(final)")
+        }
+    }
+}
+
+/// FNV-1a over integers: a cheap fingerprint of token ids for the feature-cache key.
+struct Hasher64 {
+    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(_ x: Int) {
+        var v = UInt64(bitPattern: Int64(x))
+        for _ in 0..<8 { value = (value ^ (v & 0xFF)) &* 0x100_0000_01B3; v >>= 8 }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Predict labels (or values) with a trained linear probe; writes JSONL.")
+
+    @OptionGroup var runtimeOptions: RuntimeOptions
+    @Option(help: "The probe directory (runs/NAME/final).") var adapter: String
+    @Option(help: "JSONL with \"text\" (or \"messages\"); a \"label\" field is optional.") var data: String
+    @Option(help: "Output JSONL (default: standard output).") var output: String?
+    @Option(help: "Model (default: the probe's base model).") var model: String?
+
+    func run() throws {
+        let runtime = Runtime(threads: runtimeOptions.threads)
+        runtime.run {
+            let configPath = (adapter as NSString).appendingPathComponent("probe_config.json")
+            guard let raw = FileManager.default.contents(atPath: configPath),
+                  let json = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any] else {
+                throw FormatError(file: configPath, location: "", "missing or malformed (expected a dtrain probe directory)")
+            }
+            let labels = (json["labels"] as? [String]) ?? []
+            let regression = (json["task"] as? String) == "regression"
+            var options = ProbeOptions()
+            options.layer = ((json["layer"] as? Int) ?? -1) >= 0 ? json["layer"] as? Int : nil
+            options.pooling = ProbeOptions.Pooling(rawValue: (json["pooling"] as? String) ?? "last") ?? .last
+            let loaded = try ModelLoader.load(model ?? (json["base_model_name_or_path"] as? String), maxPositions: (json["max_length"] as? Int) ?? 512)
+            let head = ProbeHead(outputs: regression ? 1 : labels.count, channels: loaded.model.config.hiddenSize, options: options)
+            let tensors = try SafetensorsFile(path: (adapter as NSString).appendingPathComponent("probe_head.safetensors"))
+            head.load(weight: try tensors.floats("score.weight"), bias: tensors.tensors["score.bias"] != nil ? try tensors.floats("score.bias") : nil)
+            let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, source: loaded.path)
+            let rows = try TextFiles.readJSONL(data)
+            let texts = try rows.map { line, o -> [Int32] in
+                if let t = o["text"] as? String { return Array(loaded.tokenizer.encode(t, addSpecial: true).prefix((json["max_length"] as? Int) ?? 512)) }
+                if let m = o["messages"] as? [[String: String]], let template {
+                    return loaded.tokenizer.encode(template.renderText(m.map { ChatMessage(role: $0["role"] ?? "", content: $0["content"] ?? "") }, addGenerationPrompt: false))
+                }
+                throw FormatError.line(data, line, "expected a string field \"text\" (or \"messages\")")
+            }
+            let features = FeatureExtractor.extract(model: loaded.model, sequences: texts, options: options, comm: runtime.comm,
+                                                    batchSize: 8, padToken: loaded.tokenizer.padToken ?? 0)
+            guard runtime.comm.isRoot else { return }
+            let logits = head.logits(features)
+            var out = ""
+            for (i, (_, o)) in rows.enumerated() {
+                var record: [String: Any] = [:]
+                if let t = o["text"] { record["text"] = t }
+                if regression {
+                    record["value"] = Double(logits[i])
+                } else {
+                    let row = Array(logits[(i * labels.count)..<((i + 1) * labels.count)])
+                    let m = row.max()!
+                    let e = row.map { exp(Double($0 - m)) }
+                    let total = e.reduce(0, +)
+                    record["label"] = labels[row.indices.max { row[$0] < row[$1] }!]
+                    record["probabilities"] = Dictionary(uniqueKeysWithValues: zip(labels, e.map { $0 / total }))
+                }
+                if let truth = o["label"] { record["true_label"] = truth }
+                out += String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self) + "\n"
+            }
+            if let output { try AtomicDirectory.writeFile(output, Data(out.utf8)) } else { Console.out(out, terminator: "") }
+        }
+    }
+}
