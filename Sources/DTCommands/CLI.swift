@@ -25,7 +25,7 @@ public struct ModelOptions: ParsableArguments {
 
     public func weightPrecision() throws -> WeightPrecision {
         guard let p = WeightPrecision(rawValue: precision) else {
-            throw ValidationError("--precision must be fp32 or as-stored, not '\(precision)'")
+            throw ValidationError("--precision must be fp32, as-stored or nf4, not '\(precision)'")
         }
         return p
     }

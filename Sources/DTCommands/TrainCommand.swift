@@ -14,7 +14,8 @@ struct Train: ParsableCommand {
     @Option(help: "YAML file of configuration keys (flags of the same name override it).") var config: String?
     @Option(help: "lora") var method: String?
     @Option(help: "GGUF file or HF directory (default: the default model).") var model: String?
-    @Option(help: "fp32 or as-stored.") var precision: String?
+    @Option(help: "fp32, as-stored or nf4.") var precision: String?
+    @Option(help: "QLoRA base: nf4 or as-stored.") var quant: String?
     @Option(help: "Training data (.jsonl or .txt).") var data: String?
     @Option(help: "Validation data.") var validData: String?
     @Option(help: "Fraction held out for validation when no --valid-data.") var validSplit: Double?
@@ -58,7 +59,7 @@ struct Train: ParsableCommand {
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
-            ("method", method), ("model", model), ("precision", precision), ("data", data), ("valid_data", validData),
+            ("method", method), ("model", model), ("precision", precision), ("quant", quant), ("data", data), ("valid_data", validData),
             ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt),
             ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
@@ -97,7 +98,7 @@ public enum TrainingRun {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
         let comm = runtime.comm
-        let loaded = try ModelLoader.load(config.model, precision: WeightPrecision(rawValue: config.precision)!, maxPositions: config.maxLength)
+        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
                                          source: loaded.path)
         var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt

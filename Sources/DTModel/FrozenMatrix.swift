@@ -8,6 +8,8 @@ public final class FrozenMatrix {
         case dense(FloatBuffer)
         /// Raw blocks (rows × cols elements of `type`), kept alive by `owner` (a memory map or an array).
         case quantized(GGMLType, UnsafeRawPointer, owner: AnyObject)
+        /// NF4 with double quantization (QLoRA), rows already in HF order.
+        case nf4(NF4.Tensor)
     }
 
     public let rows: Int, cols: Int
@@ -29,6 +31,7 @@ public final class FrozenMatrix {
         switch storage {
         case .dense: rows * cols * 4
         case .quantized(let type, _, _): type.byteCount(elements: rows * cols)!
+        case .nf4(let t): t.bytes
         }
     }
 
@@ -42,7 +45,16 @@ public final class FrozenMatrix {
             for stored in 0..<rows {
                 Dequantize.run(type, raw + stored * rowBytes, out + hfRow(stored) * cols, count: cols)
             }
+        case .nf4(let t):
+            NF4.dequantize(t, into: out)
         }
+    }
+
+    /// This matrix quantized to NF4 with double quantization (from its fp32 values in HF order).
+    public func quantizedNF4() -> FrozenMatrix {
+        let dense = FloatBuffer(count: rows * cols, zeroed: false)
+        self.dense(into: dense.pointer)
+        return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)))
     }
 
     /// HF row index of stored row `r` (identity unless the rows are in llama.cpp's permuted order).

@@ -9,6 +9,8 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
     case fp32
     /// Projections kept in their stored blocks and dequantized per layer just before use (QLoRA over GGUF).
     case asStored = "as-stored"
+    /// Projections quantized at load to NF4 with double quantization (QLoRA, bitsandbytes-compatible).
+    case nf4
 }
 
 public struct LayerWeights {
@@ -63,7 +65,11 @@ public final class LlamaModel {
             let t = try raw(name, [rows, cols])
             let m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner),
                                  permutedHeads: t.permutedHeads)
-            return precision == .fp32 ? m.densified() : m
+            switch precision {
+            case .fp32: return m.densified()
+            case .asStored: return m
+            case .nf4: return (rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m
+            }
         }
         let (C, V, I) = (c.hiddenSize, c.vocabSize, c.intermediateSize)
         let (qRows, kvRows) = (c.heads * c.headDim, c.kvHeads * c.headDim)

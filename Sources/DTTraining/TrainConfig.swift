@@ -10,6 +10,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var method = "lora"
     public var model = ""
     public var precision = "fp32"
+    public var quant = "nf4"
     public var data = ""
     public var validData = ""
     public var validSplit = 0.0
@@ -56,7 +57,8 @@ public struct TrainConfig: Equatable, Sendable {
     /// (key, help) for every key, in the order the resolved config is printed.
     public static let keys: [(String, String)] = [
         ("method", "lora, qlora or prompt"), ("model", "GGUF file or HF directory (empty: the default model)"),
-        ("precision", "fp32 or as-stored"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
+        ("precision", "fp32, as-stored (GGUF blocks) or nf4 (NF4 + double quantization at load)"),
+        ("quant", "qlora: nf4 or as-stored (the frozen base's precision)"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
         ("valid_split", "fraction of the training data held out when valid_data is empty"), ("output", "run directory"),
         ("max_length", "tokens per example at most"), ("train_on_prompt", "also put the loss on prompt/user tokens"),
         ("chat_template", "chat template family to use instead of the model's"), ("batch_size", "examples per optimizer step, all ranks together"),
@@ -91,6 +93,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "method": method = try oneOf(["lora", "qlora", "prompt", "probe"])
         case "model": model = value
         case "precision": precision = try oneOf(WeightPrecision.allCases.map(\.rawValue))
+        case "quant": quant = try oneOf(["nf4", "as-stored"])
         case "data": data = value
         case "valid_data": validData = value
         case "valid_split": validSplit = try double(); guard (0..<1).contains(validSplit) else { throw bad("a fraction in [0, 1)") }
@@ -142,7 +145,7 @@ public struct TrainConfig: Equatable, Sendable {
 
     public func value(_ key: String) -> String {
         switch key {
-        case "method": method; case "model": model; case "precision": precision; case "data": data
+        case "method": method; case "model": model; case "precision": precision; case "quant": quant; case "data": data
         case "valid_data": validData; case "valid_split": "\(validSplit)"; case "output": output
         case "max_length": "\(maxLength)"; case "train_on_prompt": "\(trainOnPrompt)"; case "chat_template": chatTemplate
         case "batch_size": "\(batchSize)"; case "micro_batch_size": "\(microBatchSize)"; case "epochs": "\(epochs)"
@@ -199,6 +202,11 @@ public struct TrainConfig: Equatable, Sendable {
         return o
     }
 
+    /// The frozen base's precision: `quant` for QLoRA, else `precision`.
+    public var weightPrecision: WeightPrecision {
+        WeightPrecision(rawValue: method == "qlora" ? quant : precision)!
+    }
+
     public var loraOptions: LoRAOptions {
         var o = LoRAOptions()
         o.rank = loraRank; o.alpha = Float(loraAlpha); o.dropout = Float(loraDropout); o.rsLoRA = useRSLoRA
@@ -207,7 +215,7 @@ public struct TrainConfig: Equatable, Sendable {
     }
 
     /// Keys that must agree between a checkpoint and the run resuming from it.
-    public static let resumeInvariants = ["method", "model", "precision", "data", "max_length", "batch_size", "seed", "lora_rank",
+    public static let resumeInvariants = ["method", "model", "precision", "quant", "data", "max_length", "batch_size", "seed", "lora_rank",
                                          "lora_alpha", "lora_targets", "use_rslora", "lora_dropout", "learning_rate", "schedule",
                                          "warmup_steps", "max_steps", "epochs", "weight_decay", "train_on_prompt", "num_virtual_tokens"]
 }

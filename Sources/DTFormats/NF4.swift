@@ -1,0 +1,126 @@
+// NF4 with double quantization, as bitsandbytes (functional.py; QLoRA, arXiv 2305.14314):
+//   weights flattened row-major in blocks of 64; absmax per block; x / absmax → nearest of the 16 NF4 codes;
+//   two codes per byte, element 2i in the HIGH nibble (the opposite of ggml's Q4_0).
+//   Double quantization: offset = mean(absmax); (absmax − offset) quantized blockwise (256 per block) to 8 bits
+//   with the signed dynamic map; nested absmax (fp32) per block of 256.
+//   Dequantize: absmax_i = map[qabsmax_i] · nested[i / 256] + offset;  x = NF4[code] · absmax_i.
+import Foundation
+
+public enum NF4 {
+    public static let codebook: [Float] = [
+        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+        -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+        0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+        0.7229568362236023, 1.0,
+    ]
+    public static let blockSize = 64
+    public static let nestedBlockSize = 256
+
+    /// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 sorted values.
+    public static let dynamicMap: [Float] = {
+        var data: [Float] = []
+        let maxExponentBits = 7, nonSignBits = 7
+        for i in 0..<maxExponentBits {
+            let fractionItems = (1 << (i + nonSignBits - maxExponentBits)) + 1
+            // torch.linspace(0.1, 1, fractionItems) in float32, then midpoints.
+            var boundaries = [Float](repeating: 0, count: fractionItems)
+            let step = (Float(1) - Float(0.1)) / Float(fractionItems - 1)
+            let half = fractionItems / 2
+            for k in 0..<fractionItems {
+                boundaries[k] = k < half ? Float(0.1) + step * Float(k) : Float(1) - step * Float(fractionItems - 1 - k)
+            }
+            let scale = Float(pow(10.0, Double(-(maxExponentBits - 1) + i)))
+            for k in 0..<(fractionItems - 1) {
+                let mean = (boundaries[k] + boundaries[k + 1]) / 2
+                data.append(scale * mean)
+                data.append(-scale * mean)
+            }
+        }
+        data.append(0); data.append(1)
+        return data.sorted()
+    }()
+
+    /// Index of the nearest entry of a sorted table (first of equals, as argmin).
+    @inline(__always) static func nearest(_ x: Float, _ table: [Float]) -> Int {
+        var best = 0, bestDistance = Float.infinity
+        for (i, v) in table.enumerated() {
+            let d = abs(x - v)
+            if d < bestDistance { bestDistance = d; best = i }
+        }
+        return best
+    }
+
+    public struct Tensor {
+        public var count: Int
+        public var codes: [UInt8]          // (count / 2) packed, high nibble first
+        public var quantizedAbsmax: [UInt8] // (count / 64) 8-bit codes of absmax − offset
+        public var nestedAbsmax: [Float]   // (⌈count / 64 / 256⌉)
+        public var offset: Float
+        public var bytes: Int { codes.count + quantizedAbsmax.count + nestedAbsmax.count * 4 + 4 }
+    }
+
+    /// Quantizes `values` (count a multiple of 64).
+    public static func quantize(_ values: UnsafePointer<Float>, count: Int) -> Tensor {
+        precondition(count % blockSize == 0, "NF4 needs a multiple of \(blockSize) weights")
+        let blocks = count / blockSize
+        var absmax = [Float](repeating: 0, count: blocks)
+        var codes = [UInt8](repeating: 0, count: count / 2)
+        for b in 0..<blocks {
+            var m: Float = 0
+            for j in 0..<blockSize { m = max(m, abs(values[b * blockSize + j])) }
+            absmax[b] = m
+            let inverse = m > 0 ? m : 1
+            for j in stride(from: 0, to: blockSize, by: 2) {
+                let hi = nearest(values[b * blockSize + j] / inverse, codebook)
+                let lo = nearest(values[b * blockSize + j + 1] / inverse, codebook)
+                codes[(b * blockSize + j) / 2] = UInt8(hi << 4 | lo)
+            }
+        }
+        // Double quantization of the absmax values.
+        var sum: Float = 0
+        for a in absmax { sum += a }
+        let offset = sum / Float(blocks)
+        let nestedBlocks = (blocks + nestedBlockSize - 1) / nestedBlockSize
+        var nested = [Float](repeating: 0, count: nestedBlocks)
+        var q = [UInt8](repeating: 0, count: blocks)
+        for nb in 0..<nestedBlocks {
+            let range = (nb * nestedBlockSize)..<min((nb + 1) * nestedBlockSize, blocks)
+            var m: Float = 0
+            for i in range { m = max(m, abs(absmax[i] - offset)) }
+            nested[nb] = m
+            for i in range { q[i] = UInt8(nearest((absmax[i] - offset) / (m > 0 ? m : 1), dynamicMap)) }
+        }
+        return Tensor(count: count, codes: codes, quantizedAbsmax: q, nestedAbsmax: nested, offset: offset)
+    }
+
+    /// The fp32 block scales (count / 64) recovered from the double quantization.
+    public static func absmax(_ t: Tensor) -> [Float] {
+        t.quantizedAbsmax.enumerated().map { i, q in dynamicMap[Int(q)] * t.nestedAbsmax[i / nestedBlockSize] + t.offset }
+    }
+
+    /// Dequantizes elements [start, start + count) (block-aligned) into `out`; block scales are recovered
+    /// from the double quantization on the fly, so no fp32 absmax array is kept.
+    public static func dequantize(_ t: Tensor, start: Int = 0, count: Int? = nil, into out: UnsafeMutablePointer<Float>) {
+        let n = count ?? t.count
+        precondition(start % blockSize == 0 && n % blockSize == 0)
+        t.codes.withUnsafeBufferPointer { codes in
+            t.quantizedAbsmax.withUnsafeBufferPointer { q in
+                t.nestedAbsmax.withUnsafeBufferPointer { nested in
+                    dynamicMap.withUnsafeBufferPointer { map in
+                        codebook.withUnsafeBufferPointer { book in
+                            for block in stride(from: start / blockSize, to: (start + n) / blockSize, by: 1) {
+                                let s = map[Int(q[block])] * nested[block / nestedBlockSize] + t.offset
+                                let o = out + (block * blockSize - start)
+                                let c = codes.baseAddress! + block * blockSize / 2
+                                for i in 0..<(blockSize / 2) {
+                                    o[2 * i] = book[Int(c[i] >> 4)] * s
+                                    o[2 * i + 1] = book[Int(c[i] & 15)] * s
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
