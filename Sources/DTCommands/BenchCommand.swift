@@ -3,13 +3,14 @@
 import ArgumentParser
 import DTKernels
 import DTModel
+import DTParallel
 import DTTraining
 import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure throughput: forward (prefill) tokens/s and SGEMM GFLOP/s.")
 
-    @Argument(help: "What to measure: forward, train (LoRA, all seven targets), prompt (prompt tuning, 20 virtual tokens) or features (probe feature extraction).")
+    @Argument(help: "What to measure: forward, train (LoRA, all seven targets), prompt (prompt tuning, 20 virtual tokens), features (probe feature extraction), step (one data-parallel LoRA step on the ranks of this job) or scaling (runs `step` as 1 rank × 2 threads and 2 ranks × 1 thread).")
     var what: String = "forward"
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var runtimeOptions: RuntimeOptions
@@ -20,13 +21,22 @@ struct Bench: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            guard ["forward", "train", "prompt", "features"].contains(what) else {
-                throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features)")
+            guard ["forward", "train", "prompt", "features", "step", "scaling"].contains(what) else {
+                throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features, step, scaling)")
             }
+            if what == "scaling" { return try Benchmarks.scaling(model: modelOptions.model, batch: batch, length: length, iterations: iterations) }
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length + 32)
             let model = loaded.model
             let report: Benchmarks.Report
             switch what {
+            case "step":
+                let r = Benchmarks.dataParallelStep(model: model, comm: runtime.comm, batch: batch, length: length, iterations: iterations)
+                if runtime.comm.isRoot {
+                    Console.out(String(format: "step  %d rank(s) × %d thread(s): %.3f s/step, all-reduce %.4f s (%.2f%%), %.1f tokens/s",
+                                       runtime.comm.size, runtime.threads, r.seconds, r.communication, 100 * r.communication / r.seconds,
+                                       Double(batch * length) / r.seconds))
+                }
+                return
             case "forward": report = Benchmarks.forward(model: model, batch: batch, length: length, iterations: iterations)
             case "features": report = Benchmarks.features(model: model, batch: batch, length: length, iterations: iterations)
             case "prompt":
@@ -128,6 +138,55 @@ public enum Benchmarks {
         let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
         let flops = trainFLOPs(model.config, batch: batch, length: length + V, rank: adapter is LoRAAdapter ? 8 : 0)
         return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+    }
+
+    /// One data-parallel LoRA step: this rank's share of the global batch, then the fused all-reduce.
+    /// Returns seconds per step and seconds in the all-reduce (max over ranks).
+    public static func dataParallelStep(model: LlamaModel, comm: Communicator, batch: Int, length: Int,
+                                        iterations: Int) -> (seconds: Double, communication: Double) {
+        let share = (comm.rank..<batch).filter { ($0 - comm.rank) % comm.size == 0 }.count
+        let ws = ForwardWorkspace(model: model, batch: max(1, share), length: length, mode: .training(recompute: false))
+        let adapter = LoRAAdapter(model: model, options: LoRAOptions(), maxRows: ws.rows, seed: 1)
+        var rng = SplitMix64(seed: UInt64(comm.rank) + 1)
+        let sequences = (0..<max(1, share)).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } }
+        let labels: [Int32] = sequences.flatMap { Array($0.dropFirst()) + [-100] }
+        var total = 0.0, communication = 0.0
+        for i in 0...max(1, iterations) {
+            comm.barrier()
+            let start = Date()
+            adapter.arena.zeroGradients()
+            ws.load(sequences)
+            model.forward(ws, adapter: adapter)
+            _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize, gradScale: 1)
+            model.backward(ws, adapter: adapter)
+            let reduceStart = Date()
+            comm.allReduceSum(adapter.arena.fused.buffer)
+            let reduce = Date().timeIntervalSince(reduceStart)
+            let seconds = Date().timeIntervalSince(start)
+            if i > 0 { total += seconds; communication += reduce }   // iteration 0 warms up
+        }
+        var sums = [total, communication]
+        sums = comm.allReduceSum(sums)   // mean over ranks
+        let n = Double(max(1, iterations) * comm.size)
+        return (sums[0] / n, sums[1] / n)
+    }
+
+    /// Runs `dtrain bench step` under mpirun as 1 rank × 2 threads and 2 ranks × 1 thread and prints both.
+    public static func scaling(model: String?, batch: Int, length: Int, iterations: Int) throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        for ranks in [1, 2] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["mpirun", "-np", "\(ranks)", "--bind-to", "none", "--oversubscribe", CommandLine.arguments[0], "bench", "step",
+                           "--threads", "\(max(1, cores / ranks))", "--batch", "\(batch)", "--length", "\(length)",
+                           "--iterations", "\(iterations)"] + (model.map { ["--model", $0] } ?? [])
+            var env = ProcessInfo.processInfo.environment
+            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            p.environment = env
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw CommandError("mpirun -np \(ranks) dtrain bench step failed") }
+        }
     }
 
     /// GFLOP/s of C (m, n) = A (m, k) · Bᵀ with the linear-layer layout.

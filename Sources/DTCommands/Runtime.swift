@@ -36,6 +36,8 @@ public final class Runtime {
     public let threads: Int
 
     public init(threads: Int? = nil) {
+        // Past `ulimit -f` a write must fail with EFBIG (reported, previous checkpoint kept), not kill us.
+        signal(SIGXFSZ, SIG_IGN)
         comm = Launcher.communicator()
         self.threads = threads ?? Launcher.threadsPerRank(localRanks: comm.localSize)
         BLAS.setThreads(self.threads)
