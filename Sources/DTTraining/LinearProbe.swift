@@ -79,17 +79,20 @@ public struct ProbeDataset {
 }
 
 public enum FeatureExtractor {
-    /// Features (n, C) of every sequence. Sequence i is computed by rank i mod N; the others contribute zeros
-    /// to one all-reduce, so every rank ends with the same matrix (bit-identical to a 1-rank run).
+    /// Features (n, C) of every sequence. Batches of `batchSize` consecutive sequences go to ranks in turn
+    /// (batch k to rank k mod N), so every batch has the same composition and padding on any number of ranks
+    /// and the features are bit-identical to a 1-rank run; the others contribute zeros to one all-reduce.
     public static func extract(model: LlamaModel, sequences: [[Int32]], options: ProbeOptions, comm: Communicator,
                                batchSize: Int, padToken: Int32, progress: (Int) -> Void = { _ in }) -> [Float] {
         let C = model.config.hiddenSize
         var features = [Float](repeating: 0, count: sequences.count * C)
-        let mine = sequences.indices.filter { $0 % comm.size == comm.rank }
-        let longest = mine.map { sequences[$0].count }.max() ?? 1
-        let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: longest, withLogits: false)
-        for start in stride(from: 0, to: mine.count, by: ws.maxBatch) {
-            let chunk = Array(mine[start..<min(start + ws.maxBatch, mine.count)])
+        let batches = stride(from: 0, to: sequences.count, by: batchSize).map { $0..<min($0 + batchSize, sequences.count) }
+        let mine = batches.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let longest = mine.flatMap { $0.map { sequences[$0].count } }.max() ?? 1
+        let ws = ForwardWorkspace(model: model, batch: batchSize, length: longest, withLogits: false)
+        var done = 0
+        for range in mine {
+            let chunk = Array(range)
             ws.load(chunk.map { sequences[$0] }, padToken: padToken)
             model.forwardLayers(ws, upToLayer: options.layer)
             // The final norm's output, or the raw residual stream after an intermediate layer.
@@ -104,7 +107,8 @@ public enum FeatureExtractor {
                     for c in 0..<C { features[i * C + c] /= Float(n) }
                 }
             }
-            progress(start + chunk.count)
+            done += chunk.count
+            progress(done)
         }
         features.withUnsafeMutableBufferPointer { comm.allReduceSum($0) }
         return features
