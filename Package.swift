@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "DTKernels", dependencies: ["CBLAS"], swiftSettings: release),
         .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
-        .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer"], swiftSettings: release),
+        .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer", "DTParallel"], swiftSettings: release),
         .target(name: "DTTraining", dependencies: ["DTFormats", "DTKernels", "DTModel", "DTTokenizer", "DTParallel",
                                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),

@@ -85,10 +85,11 @@ public enum Evaluator {
         let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length)
         var sums = [0.0, 0.0]
         let vocab = model.config.vocabSize
+        let perRank = (sequences.count + comm.size - 1) / comm.size
         var i = 0
-        while i < mine.count {
-            let batch = Array(mine[i..<min(i + ws.maxBatch, mine.count)])
-            ws.load(batch, reserved: V)
+        while i < perRank {   // equal pass counts on every rank (a sharded base gathers collectively)
+            let batch = i < mine.count ? Array(mine[i..<min(i + ws.maxBatch, mine.count)]) : []
+            ws.load(batch.isEmpty ? [[0]] : batch, reserved: V)
             model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
                 for t in 0..<(seq.count - 1) {

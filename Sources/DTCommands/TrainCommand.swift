@@ -16,6 +16,7 @@ struct Train: ParsableCommand {
     @Option(help: "GGUF file or HF directory (default: the default model).") var model: String?
     @Option(help: "fp32, as-stored or nf4.") var precision: String?
     @Option(help: "QLoRA base: nf4 or as-stored.") var quant: String?
+    @Option(help: "Frozen base across ranks: auto, sharded or replicated.") var placement: String?
     @Option(help: "Training data (.jsonl or .txt).") var data: String?
     @Option(help: "Validation data.") var validData: String?
     @Option(help: "Fraction held out for validation when no --valid-data.") var validSplit: Double?
@@ -59,7 +60,7 @@ struct Train: ParsableCommand {
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
-            ("method", method), ("model", model), ("precision", precision), ("quant", quant), ("data", data), ("valid_data", validData),
+            ("method", method), ("model", model), ("precision", precision), ("quant", quant), ("placement", placement), ("data", data), ("valid_data", validData),
             ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt),
             ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
@@ -98,7 +99,8 @@ public enum TrainingRun {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
         let comm = runtime.comm
-        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength)
+        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength,
+                                          placement: config.basePlacement(ranks: comm.size), comm: comm)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
                                          source: loaded.path)
         var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
@@ -120,7 +122,7 @@ public enum TrainingRun {
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))")
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes))")
         }
         trainer.onMessage = { runtime.log($0) }
         if config.resume != "never" {
@@ -149,8 +151,8 @@ public enum TrainingRun {
             if let baseLoss, let finalValid {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
             }
-            runtime.log("peak RSS: \(mib(Int(MemoryStats.peakResidentBytes())))")
         }
+        try reportPeakMemory(runtime)
     }
 }
 
@@ -166,6 +168,14 @@ func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, val
         let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
         return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed))
     }
+}
+
+/// Every rank's peak RSS, printed by rank 0.
+func reportPeakMemory(_ runtime: Runtime) throws {
+    var peaks = [Double](repeating: 0, count: runtime.comm.size)
+    peaks[runtime.comm.rank] = Double(MemoryStats.peakResidentBytes())
+    peaks = runtime.comm.allReduceSum(peaks)
+    runtime.log("peak RSS per rank: " + peaks.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
 }
 
 func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }

@@ -22,12 +22,14 @@ public enum NF4 {
         let maxExponentBits = 7, nonSignBits = 7
         for i in 0..<maxExponentBits {
             let fractionItems = (1 << (i + nonSignBits - maxExponentBits)) + 1
-            // torch.linspace(0.1, 1, fractionItems) in float32, then midpoints.
+            // torch.linspace(0.1, 1, fractionItems) in float32: a float step, each value start + step·k (or
+            // end − step·(n−1−k) past halfway) rounded once; then midpoints.
             var boundaries = [Float](repeating: 0, count: fractionItems)
             let step = (Float(1) - Float(0.1)) / Float(fractionItems - 1)
             let half = fractionItems / 2
             for k in 0..<fractionItems {
-                boundaries[k] = k < half ? Float(0.1) + step * Float(k) : Float(1) - step * Float(fractionItems - 1 - k)
+                boundaries[k] = k < half ? Float(Double(Float(0.1)) + Double(step) * Double(k))
+                    : Float(1 - Double(step) * Double(fractionItems - 1 - k))
             }
             let scale = Float(pow(10.0, Double(-(maxExponentBits - 1) + i)))
             for k in 0..<(fractionItems - 1) {
@@ -50,6 +52,16 @@ public enum NF4 {
         return best
     }
 
+    /// Decision boundaries between neighbouring codes; x goes to the first code whose upper boundary is ≥ x
+    /// (torch.bucketize(x, midpoints, right=False), as bitsandbytes' CPU path: exact midpoints go down).
+    static let midpoints: [Float] = (0..<15).map { (codebook[$0] + codebook[$0 + 1]) / 2 }
+
+    @inline(__always) static func code(_ x: Float) -> Int {
+        var i = 0
+        while i < 15 && midpoints[i] < x { i += 1 }
+        return i
+    }
+
     public struct Tensor {
         public var count: Int
         public var codes: [UInt8]          // (count / 2) packed, high nibble first
@@ -69,17 +81,17 @@ public enum NF4 {
             var m: Float = 0
             for j in 0..<blockSize { m = max(m, abs(values[b * blockSize + j])) }
             absmax[b] = m
-            let inverse = m > 0 ? m : 1
+            let inverse = m > 0 ? 1 / m : 0   // bitsandbytes scales by the reciprocal, then clamps to [-1, 1]
             for j in stride(from: 0, to: blockSize, by: 2) {
-                let hi = nearest(values[b * blockSize + j] / inverse, codebook)
-                let lo = nearest(values[b * blockSize + j + 1] / inverse, codebook)
+                let hi = code(min(max(values[b * blockSize + j] * inverse, -1), 1))
+                let lo = code(min(max(values[b * blockSize + j + 1] * inverse, -1), 1))
                 codes[(b * blockSize + j) / 2] = UInt8(hi << 4 | lo)
             }
         }
         // Double quantization of the absmax values.
-        var sum: Float = 0
-        for a in absmax { sum += a }
-        let offset = sum / Float(blocks)
+        var sum = 0.0
+        for a in absmax { sum += Double(a) }
+        let offset = Float(sum / Double(blocks))
         let nestedBlocks = (blocks + nestedBlockSize - 1) / nestedBlockSize
         var nested = [Float](repeating: 0, count: nestedBlocks)
         var q = [UInt8](repeating: 0, count: blocks)
@@ -101,9 +113,15 @@ public enum NF4 {
     /// Dequantizes elements [start, start + count) (block-aligned) into `out`; block scales are recovered
     /// from the double quantization on the fly, so no fp32 absmax array is kept.
     public static func dequantize(_ t: Tensor, start: Int = 0, count: Int? = nil, into out: UnsafeMutablePointer<Float>) {
+        t.codes.withUnsafeBufferPointer { dequantize(t, codes: $0.baseAddress!, start: start, count: count, into: out) }
+    }
+
+    /// As above with the packed codes taken from `codes` (e.g. gathered from the ranks that hold them).
+    public static func dequantize(_ t: Tensor, codes: UnsafePointer<UInt8>, start: Int = 0, count: Int? = nil,
+                                  into out: UnsafeMutablePointer<Float>) {
         let n = count ?? t.count
         precondition(start % blockSize == 0 && n % blockSize == 0)
-        t.codes.withUnsafeBufferPointer { codes in
+        do {
             t.quantizedAbsmax.withUnsafeBufferPointer { q in
                 t.nestedAbsmax.withUnsafeBufferPointer { nested in
                     dynamicMap.withUnsafeBufferPointer { map in
@@ -111,7 +129,7 @@ public enum NF4 {
                             for block in stride(from: start / blockSize, to: (start + n) / blockSize, by: 1) {
                                 let s = map[Int(q[block])] * nested[block / nestedBlockSize] + t.offset
                                 let o = out + (block * blockSize - start)
-                                let c = codes.baseAddress! + block * blockSize / 2
+                                let c = codes + block * blockSize / 2
                                 for i in 0..<(blockSize / 2) {
                                     o[2 * i] = book[Int(c[i] >> 4)] * s
                                     o[2 * i + 1] = book[Int(c[i] & 15)] * s

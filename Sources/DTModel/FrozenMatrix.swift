@@ -10,6 +10,8 @@ public final class FrozenMatrix {
         case quantized(GGMLType, UnsafeRawPointer, owner: AnyObject)
         /// NF4 with double quantization (QLoRA), rows already in HF order.
         case nf4(NF4.Tensor)
+        /// This rank's share of the stored bytes; gathered from all ranks when used.
+        case sharded(ShardedPayload)
     }
 
     public let rows: Int, cols: Int
@@ -32,6 +34,7 @@ public final class FrozenMatrix {
         case .dense: rows * cols * 4
         case .quantized(let type, _, _): type.byteCount(elements: rows * cols)!
         case .nf4(let t): t.bytes
+        case .sharded(let p): p.bytesHeld
         }
     }
 
@@ -47,6 +50,8 @@ public final class FrozenMatrix {
             }
         case .nf4(let t):
             NF4.dequantize(t, into: out)
+        case .sharded(let p):
+            p.dense(rows: rows, cols: cols, into: out)
         }
     }
 

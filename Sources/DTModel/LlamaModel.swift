@@ -2,6 +2,7 @@
 // presence and shape and names the file and tensor on a mismatch.
 import DTFormats
 import DTKernels
+import DTParallel
 import Foundation
 
 public enum WeightPrecision: String, Sendable, CaseIterable {
@@ -34,7 +35,15 @@ public final class LlamaModel {
     /// A separate quantized LM head dequantized once (it is used every step).
     var lmHeadScratch: FrozenMatrix?
 
-    public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil) throws {
+    public let placement: Placement
+    let gatherScratch: GatherScratch
+
+    /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection.
+    public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil,
+                placement: Placement = .replicated, comm: Communicator? = nil) throws {
+        self.placement = placement
+        let gatherScratch = GatherScratch()
+        self.gatherScratch = gatherScratch
         let c = source.config
         self.config = c
         self.source = source
@@ -65,15 +74,20 @@ public final class LlamaModel {
             let t = try raw(name, [rows, cols])
             let m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner),
                                  permutedHeads: t.permutedHeads)
+            let held: FrozenMatrix
             switch precision {
-            case .fp32: return m.densified()
-            case .asStored: return m
-            case .nf4: return (rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m
+            case .fp32: held = m.densified()
+            case .asStored: held = m
+            case .nf4: held = (rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m
             }
+            if placement == .sharded, let comm, comm.size > 1, name != TensorNames.embedding {
+                return held.sharded(comm: comm, scratch: gatherScratch)
+            }
+            return held
         }
         let (C, V, I) = (c.hiddenSize, c.vocabSize, c.intermediateSize)
         let (qRows, kvRows) = (c.heads * c.headDim, c.kvHeads * c.headDim)
-        let embed = try matrix(TensorNames.embedding, rows: V, cols: C).densified()
+        let embed = try raw(TensorNames.embedding, [V, C]).asMatrix(rows: V, cols: C).densified()
         guard case .dense(let embedBuffer) = embed.storage else { preconditionFailure() }
         embedding = embedBuffer
         lmHead = c.tiedEmbeddings ? nil : try matrix(TensorNames.lmHead, rows: V, cols: C)
@@ -109,6 +123,9 @@ public final class LlamaModel {
         for l in layers { total += l.projections.values.reduce(0) { $0 + $1.storedBytes } }
         return total
     }
+
+    /// Bytes of the scratch buffers (fp32 dequantization of one projection, gather buffer for sharding).
+    public var scratchBytes: Int { (precision == .fp32 && placement == .replicated ? 0 : largestProjection * 4) + gatherScratch.bytes.count }
 
     /// Largest projection (elements), the size of the per-layer dequantization scratch.
     var largestProjection: Int {

@@ -113,3 +113,10 @@ public final class ModelSource {
         return out
     }
 }
+
+extension RawTensor {
+    /// The tensor as a frozen matrix over its stored bytes.
+    func asMatrix(rows: Int, cols: Int) -> FrozenMatrix {
+        FrozenMatrix(rows: rows, cols: cols, storage: .quantized(type, data, owner: owner), permutedHeads: permutedHeads)
+    }
+}

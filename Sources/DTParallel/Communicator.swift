@@ -10,8 +10,8 @@ public protocol Communicator: AnyObject {
     /// Element-wise sum across ranks, in place.
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>)
-    /// Every rank receives the concatenation of all ranks' `count` floats, rank order.
-    func allGather(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>)
+    /// Every rank receives the concatenation of all ranks' equally sized byte blocks, in rank order.
+    func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer)
     /// Rank `root`'s bytes are copied to every rank; the length must already agree.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
     func barrier()
@@ -54,9 +54,9 @@ public final class WorldOfOne: Communicator {
     public var localSize: Int { 1 }
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
-    public func allGather(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) {
+    public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) {
         precondition(send.count == receive.count)
-        _ = receive.update(fromContentsOf: send)
+        receive.copyMemory(from: send)
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func barrier() {}

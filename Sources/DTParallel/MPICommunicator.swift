@@ -48,17 +48,17 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func allGather(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) {
+    public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) {
         precondition(receive.count == send.count * size)
         if send.count <= Self.chunk {
-            MPI_Allgather(send.baseAddress, Int32(send.count), dt_mpi_float(), receive.baseAddress, Int32(send.count), dt_mpi_float(), comm)
+            MPI_Allgather(send.baseAddress, Int32(send.count), dt_mpi_byte(), receive.baseAddress, Int32(send.count), dt_mpi_byte(), comm)
             return
         }
-        // Large: gather rank by rank with broadcasts.
+        // Blocks over 2³⁰ bytes: one broadcast per rank (each itself chunked).
         for root in 0..<size {
-            let dst = receive.baseAddress! + root * send.count
-            if root == rank { dst.update(from: send.baseAddress!, count: send.count) }
-            broadcast(UnsafeMutableRawBufferPointer(start: dst, count: send.count * 4), root: root)
+            let dst = UnsafeMutableRawBufferPointer(rebasing: receive[(root * send.count)..<((root + 1) * send.count)])
+            if root == rank { dst.copyMemory(from: send) }
+            broadcast(dst, root: root)
         }
     }
 

@@ -91,8 +91,14 @@ public enum FeatureExtractor {
         let longest = mine.flatMap { $0.map { sequences[$0].count } }.max() ?? 1
         let ws = ForwardWorkspace(model: model, batch: batchSize, length: longest, withLogits: false)
         var done = 0
-        for range in mine {
-            let chunk = Array(range)
+        let rounds = (batches.count + comm.size - 1) / comm.size   // equal pass counts for a sharded base
+        for round in 0..<rounds {
+            guard round < mine.count else {
+                ws.load([[padToken]], padToken: padToken)
+                model.forwardLayers(ws, upToLayer: options.layer)
+                continue
+            }
+            let chunk = Array(mine[round])
             ws.load(chunk.map { sequences[$0] }, padToken: padToken)
             model.forwardLayers(ws, upToLayer: options.layer)
             // The final norm's output, or the raw residual stream after an intermediate layer.

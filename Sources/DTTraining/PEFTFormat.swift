@@ -13,7 +13,7 @@ public enum PEFTFormat {
             "target_modules": o.targets.map(\.rawValue), "bias": "none", "use_rslora": o.rsLoRA, "use_dora": false,
             "fan_in_fan_out": false, "modules_to_save": NSNull(), "inference_mode": true, "init_lora_weights": true,
             "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](),
-            "alpha_pattern": [String: Any](), "revision": NSNull(), "library": "dtrain",
+            "alpha_pattern": [String: Any](), "revision": NSNull(),
         ]
         return try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
     }

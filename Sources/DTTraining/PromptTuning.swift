@@ -72,7 +72,7 @@ public final class PromptTuningAdapter: TrainableAdapter {
             "num_virtual_tokens": virtualTokens, "token_dim": hidden, "num_transformer_submodules": 1,
             "num_attention_heads": heads, "num_layers": layers, "prompt_tuning_init": initMethod.rawValue,
             "prompt_tuning_init_text": initMethod == .text ? initText : NSNull(), "tokenizer_name_or_path": NSNull(),
-            "inference_mode": true, "revision": NSNull(), "library": "dtrain",
+            "inference_mode": true, "revision": NSNull(),
         ]
         if initMethod == .text { config["tokenizer_name_or_path"] = baseModel }
         return [("adapter_config.json", try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),

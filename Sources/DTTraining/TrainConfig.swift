@@ -11,6 +11,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var model = ""
     public var precision = "fp32"
     public var quant = "nf4"
+    public var placement = "auto"
     public var data = ""
     public var validData = ""
     public var validSplit = 0.0
@@ -58,7 +59,8 @@ public struct TrainConfig: Equatable, Sendable {
     public static let keys: [(String, String)] = [
         ("method", "lora, qlora or prompt"), ("model", "GGUF file or HF directory (empty: the default model)"),
         ("precision", "fp32, as-stored (GGUF blocks) or nf4 (NF4 + double quantization at load)"),
-        ("quant", "qlora: nf4 or as-stored (the frozen base's precision)"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
+        ("quant", "qlora: nf4 or as-stored (the frozen base's precision)"),
+        ("placement", "frozen base across ranks: auto (sharded for a quantized base on > 1 rank), sharded or replicated"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
         ("valid_split", "fraction of the training data held out when valid_data is empty"), ("output", "run directory"),
         ("max_length", "tokens per example at most"), ("train_on_prompt", "also put the loss on prompt/user tokens"),
         ("chat_template", "chat template family to use instead of the model's"), ("batch_size", "examples per optimizer step, all ranks together"),
@@ -94,6 +96,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "model": model = value
         case "precision": precision = try oneOf(WeightPrecision.allCases.map(\.rawValue))
         case "quant": quant = try oneOf(["nf4", "as-stored"])
+        case "placement": placement = try oneOf(["auto", "sharded", "replicated"])
         case "data": data = value
         case "valid_data": validData = value
         case "valid_split": validSplit = try double(); guard (0..<1).contains(validSplit) else { throw bad("a fraction in [0, 1)") }
@@ -145,7 +148,7 @@ public struct TrainConfig: Equatable, Sendable {
 
     public func value(_ key: String) -> String {
         switch key {
-        case "method": method; case "model": model; case "precision": precision; case "quant": quant; case "data": data
+        case "method": method; case "model": model; case "precision": precision; case "quant": quant; case "placement": placement; case "data": data
         case "valid_data": validData; case "valid_split": "\(validSplit)"; case "output": output
         case "max_length": "\(maxLength)"; case "train_on_prompt": "\(trainOnPrompt)"; case "chat_template": chatTemplate
         case "batch_size": "\(batchSize)"; case "micro_batch_size": "\(microBatchSize)"; case "epochs": "\(epochs)"
@@ -205,6 +208,15 @@ public struct TrainConfig: Equatable, Sendable {
     /// The frozen base's precision: `quant` for QLoRA, else `precision`.
     public var weightPrecision: WeightPrecision {
         WeightPrecision(rawValue: method == "qlora" ? quant : precision)!
+    }
+
+    /// Where the frozen base lives on `ranks` ranks.
+    public func basePlacement(ranks: Int) -> Placement {
+        switch placement {
+        case "sharded": return ranks > 1 ? .sharded : .replicated
+        case "replicated": return .replicated
+        default: return ranks > 1 && weightPrecision != .fp32 ? .sharded : .replicated
+        }
     }
 
     public var loraOptions: LoRAOptions {

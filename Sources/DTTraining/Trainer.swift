@@ -84,15 +84,25 @@ public final class Trainer {
         return targets
     }
 
+    /// A one-token batch with no target: keeps the ranks' passes in step without contributing.
+    func loadEmpty(training: Bool, step: Int) -> Int {
+        let empty = TrainingExample(tokens: [padToken], labels: [ignoreLabel], line: 0)
+        return load([empty], positions: [0], training: training, step: step)
+    }
+
     /// One optimizer step; returns (mean loss, grad norm before clipping, target tokens).
     func step(_ s: Int) -> (Double, Double, Int) {
         let G = config.batchSize
         let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
         adapter.arena.zeroGradients()
         var lossSum = 0.0, targets = 0
-        for start in stride(from: 0, to: mine.count, by: config.microBatchSize) {
-            let positions = Array(mine[start..<min(start + config.microBatchSize, mine.count)])
-            targets += load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s)
+        // Every rank runs the same number of micro-batches (a sharded base gathers layers collectively);
+        // a rank with nothing left runs an empty one that contributes no gradient.
+        let perRank = (G + comm.size - 1) / comm.size
+        for start in stride(from: 0, to: perRank, by: config.microBatchSize) {
+            let positions = start < mine.count ? Array(mine[start..<min(start + config.microBatchSize, mine.count)]) : []
+            targets += positions.isEmpty ? loadEmpty(training: true, step: s)
+                : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s)
             model.forward(workspace, adapter: adapter)
             lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
                                                vocab: model.config.vocabSize, gradScale: 1)
@@ -120,10 +130,12 @@ public final class Trainer {
     /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
     public func evaluate(_ data: Dataset, withAdapter: Bool) -> Double {
         let mine = data.examples.indices.filter { $0 % comm.size == comm.rank }
+        let perRank = (data.count + comm.size - 1) / comm.size
         var sums = [0.0, 0.0]
-        for start in stride(from: 0, to: mine.count, by: workspace.maxBatch) {
-            let chunk = Array(mine[start..<min(start + workspace.maxBatch, mine.count)])
-            sums[1] += Double(load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
+        for start in stride(from: 0, to: perRank, by: workspace.maxBatch) {
+            let chunk = start < mine.count ? Array(mine[start..<min(start + workspace.maxBatch, mine.count)]) : []
+            sums[1] += Double(chunk.isEmpty ? loadEmpty(training: false, step: 0)
+                : load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
             model.forward(workspace, adapter: withAdapter ? adapter : nil)
             sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
                                                vocab: model.config.vocabSize, gradScale: 0)

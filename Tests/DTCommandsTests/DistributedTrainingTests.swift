@@ -112,3 +112,23 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual((config["target_modules"] as? [String])?.count, 7)
     }
 }
+
+final class QLoRAPlacementTests: XCTestCase {
+    /// Invariant: QLoRA (NF4 base) on 2 sharded ranks, 2 replicated ranks and 1 rank gives the same adapter.
+    func testShardedReplicatedAndSingleRankAgree() throws {
+        DistributedTrainingTests.setUp()
+        func run(_ ranks: Int, _ placement: String) throws -> [Float] {
+            let out = temporaryDirectory()
+            let r = try DTrainProcess.run(["train", "--method", "qlora", "--quant", "nf4", "--placement", placement,
+                                           "--model", DistributedTrainingTests.model, "--data", DistributedTrainingTests.data,
+                                           "--output", out, "--max-steps", "4", "--batch-size", "8", "--micro-batch-size", "4",
+                                           "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1"], ranks: ranks)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            if ranks > 1 { XCTAssertTrue(r.stderr.contains("(\(placement), nf4)"), r.stderr) }
+            return try adapterValues(out + "/final")
+        }
+        let single = try run(0, "auto"), sharded = try run(2, "sharded"), replicated = try run(2, "replicated")
+        XCTAssertLessThanOrEqual(relativeDifference(single, sharded), 1e-4)
+        XCTAssertLessThanOrEqual(relativeDifference(single, replicated), 1e-4)
+    }
+}
