@@ -40,7 +40,7 @@ public final class Runtime {
         signal(SIGXFSZ, SIG_IGN)
         comm = Launcher.communicator()
         self.threads = threads ?? Launcher.threadsPerRank(localRanks: comm.localSize)
-        BLAS.setThreads(self.threads)
+        BLAS.configureThreads(self.threads)
     }
 
     /// Runs `body`, turning any error into a clean stop of every rank with the message.

@@ -21,8 +21,9 @@ public enum Attention {
         let (Tq, Tk, H, D) = (s.queryLength, s.keyLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = 1 / Float(D).squareRoot()
-        for b in 0..<s.batch {
-            for h in 0..<H {
+        Parallel.withSingleThreadedBLAS(s.batch * H) { _, pairs in
+            for pair in pairs {
+                let b = pair / H, h = pair % H
                 let kvh = h / group
                 let qb = q + b * Tq * qStride + h * D
                 let kb = k + b * Tk * kvStride + kvh * D
@@ -58,8 +59,9 @@ public enum Attention {
         }
     }
 
-    /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (T, T).
-    /// Only the no-cache case (Tq == Tk) is needed for training.
+    /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (workers × T × T).
+    /// Only the no-cache case (Tq == Tk) is needed for training. Work is split over (batch, kv head) so the
+    /// query heads that share a kv head accumulate into dk/dv on the same worker.
     public static func backward(_ s: AttentionShape, dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
                                 v: UnsafePointer<Float>, probabilities: UnsafePointer<Float>,
                                 dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
@@ -68,8 +70,11 @@ public enum Attention {
         let (T, H, D) = (s.queryLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = 1 / Float(D).squareRoot()
-        for b in 0..<s.batch {
-            for h in 0..<H {
+        let K = s.kvHeads
+        Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in
+            let scratch = scratch + worker * T * T
+            for pair in pairs { for h in (pair % K * group)..<((pair % K + 1) * group) {
+                let b = pair / K
                 let kvh = h / group
                 let p = probabilities + (b * H + h) * T * T
                 let dob = dout + b * T * qStride + h * D
@@ -91,7 +96,7 @@ public enum Attention {
                 // dQ (T, D) += dS (T, T) · K (T, D);  dK (T, D) += dSᵀ · Q
                 BLAS.gemm(.noTrans, .noTrans, m: T, n: D, k: T, a: scratch, lda: T, b: kb, ldb: kvStride, beta: 1, c: dqb, ldc: qStride)
                 BLAS.gemm(.trans, .noTrans, m: T, n: D, k: T, a: scratch, lda: T, b: qb, ldb: qStride, beta: 1, c: dkb, ldc: kvStride)
-            }
+            } }
         }
     }
 }

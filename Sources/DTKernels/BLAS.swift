@@ -30,6 +30,12 @@ public enum BLAS {
     }
 
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+
+    /// Sets the threads of this rank: BLAS's and the element-wise workers'.
+    public static func configureThreads(_ n: Int) {
+        setThreads(n)
+        Parallel.workers = max(1, n)
+    }
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
     /// Slow triple loop with the same signature as `gemm`, kept as the reference for tests.
@@ -71,16 +77,27 @@ public enum BLASCore {
         return Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
     }
 
-    /// Re-executes the current program with OPENBLAS_CORETYPE set when that makes BLAS faster. Does nothing
-    /// when the variable is already set (by the user or by the first run) or DTRAIN_BLAS_REEXEC=0.
+    /// Re-executes the current program once with OPENBLAS_CORETYPE set when OpenBLAS fell back to a generic
+    /// core, and with OPENBLAS_THREAD_TIMEOUT=4 unless set: idle OpenBLAS threads then sleep almost at once
+    /// instead of spinning on sched_yield while dtrain's own element-wise workers need the cores.
+    /// DTRAIN_BLAS_REEXEC=0 disables it.
     public static func reexecWithBetterCoreIfNeeded() {
         let env = ProcessInfo.processInfo.environment
-        guard env["OPENBLAS_CORETYPE"] == nil, env["DTRAIN_BLAS_REEXEC"] != "0",
-              let core = betterCore(cpuFlags: cpuFlags(), detected: name) else { return }
-        setenv("OPENBLAS_CORETYPE", core, 1)
+        guard env["DTRAIN_BLAS_REEXEC"] != "0", env["DTRAIN_BLAS_CONFIGURED"] == nil else { return }
+        var changed = false
+        if env["OPENBLAS_CORETYPE"] == nil, let core = betterCore(cpuFlags: cpuFlags(), detected: name) {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            changed = true
+        }
+        if env["OPENBLAS_THREAD_TIMEOUT"] == nil {
+            setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
+            changed = true
+        }
+        guard changed else { return }
+        setenv("DTRAIN_BLAS_CONFIGURED", "1", 1)
         let args = CommandLine.arguments
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         execv("/proc/self/exe", &cargs)
-        // execv only returns on failure: carry on with the slow kernels.
+        // execv only returns on failure: carry on with the defaults.
     }
 }

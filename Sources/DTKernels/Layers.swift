@@ -6,27 +6,27 @@ public enum RMSNorm {
     /// y (N, C) = x / sqrt(mean(x²) + eps) · weight;  rstd (N) saved for backward.
     public static func forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                rstd: UnsafeMutablePointer<Float>?, rows: Int, channels: Int, eps: Float) {
-        for r in 0..<rows {
+        Parallel.ranges(rows, minimumPerWorker: 64) { _, range in for r in range {
             let xr = x + r * channels, yr = y + r * channels
             var sum: Float = 0
             for c in 0..<channels { sum += xr[c] * xr[c] }
             let s = 1 / (sum / Float(channels) + eps).squareRoot()
             rstd?[r] = s
             for c in 0..<channels { yr[c] = xr[c] * s * weight[c] }
-        }
+        } }
     }
 
     /// dx (N, C) += dL/dx given dy (N, C); the (frozen) weight gets no gradient.
     public static func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                                 rstd: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Int, channels: Int) {
-        for r in 0..<rows {
+        Parallel.ranges(rows, minimumPerWorker: 64) { _, range in for r in range {
             let xr = x + r * channels, dyr = dy + r * channels, dxr = dx + r * channels
             let s = rstd[r]
             var dot: Float = 0
             for c in 0..<channels { dot += dyr[c] * weight[c] * xr[c] }
             let k = dot * s * s * s / Float(channels)
             for c in 0..<channels { dxr[c] += dyr[c] * weight[c] * s - k * xr[c] }
-        }
+        } }
     }
 }
 
@@ -82,21 +82,25 @@ public struct RoPETable {
 public enum SwiGLU {
     /// h (N, I) = silu(gate) · up
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            h[i] = g / (1 + expf(-g)) * up[i]
+        Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
+            for i in range {
+                let g = gate[i]
+                h[i] = g / (1 + expf(-g)) * up[i]
+            }
         }
     }
 
     /// dgate, dup (N, I) from dh (N, I).
     public static func backward(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                                 dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            let sig = 1 / (1 + expf(-g))
-            let silu = g * sig
-            dup[i] = dh[i] * silu
-            dgate[i] = dh[i] * up[i] * sig * (1 + g * (1 - sig))
+        Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
+            for i in range {
+                let g = gate[i]
+                let sig = 1 / (1 + expf(-g))
+                let silu = g * sig
+                dup[i] = dh[i] * silu
+                dgate[i] = dh[i] * up[i] * sig * (1 + g * (1 - sig))
+            }
         }
     }
 }

@@ -19,21 +19,27 @@ extension LlamaModel {
     /// replaces logits (N, V) by dL/dlogits scaled by `gradScale` (1 / global target count).
     public static func crossEntropy(logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, vocab: Int,
                                     gradScale: Float) -> Double {
-        var total: Double = 0
-        for r in 0..<rows {
-            let row = logits + r * vocab
-            let label = Int(labels[r])
-            guard label >= 0 else {
-                row.update(repeating: 0, count: vocab)
-                continue
+        var partial = [Double](repeating: 0, count: max(1, Parallel.workers))
+        partial.withUnsafeMutableBufferPointer { sums in
+            Parallel.ranges(rows, minimumPerWorker: 8) { worker, range in
+                var total = 0.0
+                for r in range {
+                    let row = logits + r * vocab
+                    let label = Int(labels[r])
+                    guard label >= 0 else {
+                        row.update(repeating: 0, count: vocab)
+                        continue
+                    }
+                    let lse = Softmax.logSumExp(row, count: vocab)
+                    total += lse - Double(row[label])
+                    let shift = Float(lse)
+                    for j in 0..<vocab { row[j] = expf(row[j] - shift) * gradScale }
+                    row[label] -= gradScale
+                }
+                sums[worker] = total
             }
-            let lse = Softmax.logSumExp(row, count: vocab)
-            total += lse - Double(row[label])
-            let shift = Float(lse)
-            for j in 0..<vocab { row[j] = expf(row[j] - shift) * gradScale }
-            row[label] -= gradScale
         }
-        return total
+        return partial.reduce(0, +)
     }
 
     /// Backward from dL/dlogits (in ws.logits) to the adapter's gradients.

@@ -45,7 +45,7 @@ public final class GradientBuffers {
     public let hidden: FloatBuffer      // (N, I)
     public let gate: FloatBuffer        // (N, I)
     public let up: FloatBuffer          // (N, I)
-    public let scores: FloatBuffer      // (T, T)
+    public let scores: FloatBuffer      // (workers, T, T)
 
     init(_ c: LlamaConfig, batch: Int, length: Int) {
         let n = batch * length
@@ -53,7 +53,7 @@ public final class GradientBuffers {
         attention = FloatBuffer(count: n * c.heads * c.headDim); q = FloatBuffer(count: n * c.heads * c.headDim)
         k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
         hidden = FloatBuffer(count: n * c.intermediateSize); gate = FloatBuffer(count: n * c.intermediateSize)
-        up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: length * length)
+        up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: max(1, Parallel.workers) * length * length)
     }
 }
 
