@@ -130,7 +130,8 @@ extension LlamaConfig {
         guard let modelType = json["model_type"] as? String else { throw FormatError.key(path, "model_type", "missing") }
         let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
         var scaling: Llama3RopeScaling?
-        if let rs = json["rope_scaling"] as? [String: Any] {
+        // transformers ≥ 5 writes the scaling (and rope_theta) under rope_parameters; older files use rope_scaling.
+        if let rs = (json["rope_scaling"] as? [String: Any]) ?? (json["rope_parameters"] as? [String: Any]) {
             let kind = (rs["rope_type"] as? String) ?? (rs["type"] as? String) ?? ""
             guard kind == "llama3" || kind == "default" else {
                 throw FormatError.key(path, "rope_scaling.rope_type", "expected 'llama3' or 'default', found '\(kind)'")
