@@ -1,5 +1,6 @@
 """Golden fixtures for the foundation tests, made with the reference implementations:
-  - Tests/DTFormatsTests/Fixtures: quant_blocks.gguf (every supported ggml type, written by gguf-py, plus
+  (GGUF fixtures are named *.gguf.bin: they are kilobyte test files, not models, and *.gguf stays out of git.)
+  - Tests/DTFormatsTests/Fixtures: quant_blocks.gguf.bin (every supported ggml type, written by gguf-py, plus
     metadata of every GGUF value type), quant_expected.safetensors (gguf.quants.dequantize), mixed.safetensors
     (written by the safetensors package) and mixed_expected.safetensors.
   - Tests/DTTokenizerTests/Fixtures: smollm2_tokenizer_cases.json (HF tokenizers' ids for varied texts, tokenizer
@@ -37,7 +38,7 @@ rng = np.random.default_rng(0)
 def formats():
     d = os.path.join(OUT, "DTFormatsTests", "Fixtures")
     os.makedirs(d, exist_ok=True)
-    w = gguf.GGUFWriter(os.path.join(d, "quant_blocks.gguf"), "test")
+    w = gguf.GGUFWriter(os.path.join(d, "quant_blocks.gguf.bin"), "test")
     for key, value, vt in [("test.u8", 200, VT.UINT8), ("test.i8", -100, VT.INT8), ("test.u16", 60000, VT.UINT16),
                            ("test.i16", -30000, VT.INT16), ("test.u32", 4000000000, VT.UINT32),
                            ("test.i32", -2000000000, VT.INT32), ("test.f32", 1.5, VT.FLOAT32), ("test.bool", True, VT.BOOL),
@@ -246,7 +247,7 @@ def tiny():
                        ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
                        ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]:
             names[f"model.layers.{l}.{hf}.weight"] = f"blk.{l}.{gg}.weight"
-    for quant, fname in [(None, "llama.gguf"), (Q.Q8_0, "llama_q8.gguf")]:
+    for quant, fname in [(None, "llama.gguf.bin"), (Q.Q8_0, "llama_q8.gguf.bin")]:
         w = gguf.GGUFWriter(os.path.join(d, fname), "llama")
         w.add_block_count(2); w.add_embedding_length(64); w.add_feed_forward_length(128); w.add_head_count(4)
         w.add_head_count_kv(2); w.add_rope_freq_base(10000.0); w.add_layer_norm_rms_eps(1e-5); w.add_context_length(128)

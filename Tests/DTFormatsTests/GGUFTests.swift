@@ -12,7 +12,7 @@ final class GGUFTests: XCTestCase {
 
     /// Invariant: every GGUF value type written by the reference writer reads back with its value.
     func testMetadataOfEveryValueTypeMatchesTheReferenceWriter() throws {
-        let g = try GGUFFile(path: try fixture("quant_blocks.gguf"))
+        let g = try GGUFFile(path: try fixture("quant_blocks.gguf.bin"))
         XCTAssertEqual(g.metadata["test.u8"]?.int, 200)
         XCTAssertEqual(g.metadata["test.i8"]?.int, -100)
         XCTAssertEqual(g.metadata["test.u16"]?.int, 60000)

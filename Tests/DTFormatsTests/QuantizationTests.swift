@@ -11,7 +11,7 @@ final class QuantizationTests: XCTestCase {
 
     /// Invariant: dequantize(type, blocks) == gguf.quants.dequantize bit for bit, for every supported type.
     func testDequantizationIsBitIdenticalToGGUFPy() throws {
-        let g = try GGUFFile(path: try fixture("quant_blocks.gguf"))
+        let g = try GGUFFile(path: try fixture("quant_blocks.gguf.bin"))
         let expected = try SafetensorsFile(path: try fixture("quant_expected.safetensors"))
         let types: [(String, GGMLType)] = [("f32", .f32), ("f16", .f16), ("bf16", .bf16), ("q8_0", .q8_0), ("q4_0", .q4_0),
                                            ("q4_1", .q4_1), ("q4_k", .q4_K), ("q5_k", .q5_K), ("q6_k", .q6_K)]

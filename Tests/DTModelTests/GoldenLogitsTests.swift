@@ -91,9 +91,9 @@ final class GoldenLogitsTests: XCTestCase {
     /// Invariant: a GGUF written with llama.cpp's Q/K row permutation gives HF's logits (dtrain un-permutes),
     /// in fp32 and with the weights kept as stored (Q8_0 dequantized per layer).
     func testGGUFWithPermutedQKMatchesTransformers() throws {
-        try tinyLogits(try fixturePath("tiny/llama.gguf"), expected: try fixturePath("tiny/llama/expected.json"))
-        try tinyLogits(try fixturePath("tiny/llama_q8.gguf"), expected: try fixturePath("tiny/llama_q8_expected.json"))
-        try tinyLogits(try fixturePath("tiny/llama_q8.gguf"), expected: try fixturePath("tiny/llama_q8_expected.json"), precision: .asStored)
+        try tinyLogits(try fixturePath("tiny/llama.gguf.bin"), expected: try fixturePath("tiny/llama/expected.json"))
+        try tinyLogits(try fixturePath("tiny/llama_q8.gguf.bin"), expected: try fixturePath("tiny/llama_q8_expected.json"))
+        try tinyLogits(try fixturePath("tiny/llama_q8.gguf.bin"), expected: try fixturePath("tiny/llama_q8_expected.json"), precision: .asStored)
     }
 
     /// Invariant: generation with the KV cache picks the same tokens as recomputing the whole sequence.
