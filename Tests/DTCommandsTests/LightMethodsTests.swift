@@ -77,6 +77,24 @@ final class LightMethodsTests: XCTestCase {
         XCTAssertEqual(probabilities.values.reduce(0, +), 1, accuracy: 1e-9)
     }
 
+    /// Numeric labels make a regression probe (MSE) reporting RMSE and R²; predict writes values.
+    func testRegressionProbe() throws {
+        let dir = temporaryDirectory()
+        let rows = (0..<24).map { i in #"{"text": "the sun \#(i % 4) and rain", "label": \#(Double(i % 4) * 1.5)}"# }
+        try rows.joined(separator: "\n").write(toFile: dir + "/r.jsonl", atomically: true, encoding: .utf8)
+        let r = try DTrainProcess.run(["train", "--method", "probe", "--model", Self.model, "--data", dir + "/r.jsonl",
+                                       "--valid-data", dir + "/r.jsonl", "--output", dir + "/run", "--probe-epochs", "300",
+                                       "--probe-learning-rate", "0.05", "--early-stopping-patience", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("regression") && r.stderr.contains("RMSE") && r.stderr.contains("R²"), r.stderr)
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/final/probe_config.json"))) as? [String: Any])
+        let valid = try XCTUnwrap((config["metrics"] as? [String: Any])?["valid"] as? [String: Any])
+        XCTAssertGreaterThan(try XCTUnwrap(valid["r2"] as? Double), 0.9, "4 distinct texts → 4 values must be fitted")
+        let p = try DTrainProcess.run(["predict", "--model", Self.model, "--adapter", dir + "/run/final", "--data", dir + "/r.jsonl"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(p.stdout.contains("\"value\""), p.stdout)
+    }
+
     func testProbeLabelNotInTrainingSetIsNamed() throws {
         let bad = temporaryDirectory() + "/v.jsonl"
         try #"{"text": "x", "label": "snow"}"#.write(toFile: bad, atomically: true, encoding: .utf8)
