@@ -8,11 +8,7 @@ final class BadInputTests: XCTestCase {
     var model = ""
 
     override func setUp() {
-        let dir = temporaryDirectory()
-        var shape = TinyModel.Shape()
-        shape.vocab = TinyTokenizer.write(into: dir)
-        let m = TinyModel.write(shape)
-        for f in ["model.safetensors", "config.json"] { try? FileManager.default.copyItem(atPath: m + "/" + f, toPath: dir + "/" + f) }
+        let dir = TinyModel.writeWithTokenizer()
         model = dir
     }
 

@@ -6,19 +6,7 @@ import XCTest
 
 final class LaunchScriptTests: XCTestCase {
     func run(_ command: String, env: [String: String] = [:]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", command + " 2>&1"]
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        p.currentDirectoryURL = URL(fileURLWithPath: TestPaths.repoRoot)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+        try Shell.run(command, environment: env, directory: TestPaths.repoRoot)
     }
 
     let scripts = ["launch/setup.sh", "launch/test.sh", "launch/main-job.sh", "launch/mpirun.sh", "launch/dev.sh",
@@ -40,11 +28,7 @@ final class LaunchScriptTests: XCTestCase {
     /// Invariant: under a (fake) Slurm allocation of 2 tasks × 1 CPU the batch script starts 2 ranks with
     /// 1 BLAS thread each and trains to completion.
     func testSlurmScriptRunsWithFakeAllocation() throws {
-        let dir = temporaryDirectory()
-        var shape = TinyModel.Shape()
-        shape.vocab = TinyTokenizer.write(into: dir)
-        let m = TinyModel.write(shape, seed: 2)
-        for f in ["model.safetensors", "config.json"] { try FileManager.default.copyItem(atPath: m + "/" + f, toPath: dir + "/" + f) }
+        let dir = TinyModel.writeWithTokenizer(seed: 2)
         try (0..<8).map { #"{"text": "rain and sun \#($0)"}"# }.joined(separator: "\n").write(toFile: dir + "/d.jsonl", atomically: true, encoding: .utf8)
         let config = dir + "/run.yaml"
         try "model: \(dir)\ndata: \(dir)/d.jsonl\noutput: \(dir)/run\nmax_steps: 2\nbatch_size: 4\nmicro_batch_size: 2\n"

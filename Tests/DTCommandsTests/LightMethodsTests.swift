@@ -10,11 +10,7 @@ final class LightMethodsTests: XCTestCase {
     static var chat = "", labelled = "", labelledValid = ""
 
     override class func setUp() {
-        let dir = temporaryDirectory()
-        var shape = TinyModel.Shape()
-        shape.vocab = TinyTokenizer.write(into: dir)
-        let m = TinyModel.write(shape, seed: 12)
-        for f in ["model.safetensors", "config.json"] { try? FileManager.default.copyItem(atPath: m + "/" + f, toPath: dir + "/" + f) }
+        let dir = TinyModel.writeWithTokenizer(seed: 12)
         model = dir
         chat = dir + "/chat.jsonl"
         try? (0..<16).map { i in #"{"messages": [{"role": "user", "content": "in the sun \#(i)"}, {"role": "assistant", "content": "then the rain \#(i % 3)"}]}"# }

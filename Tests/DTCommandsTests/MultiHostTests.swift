@@ -6,17 +6,7 @@ import TestSupport
 import XCTest
 
 final class MultiHostTests: XCTestCase {
-    func shell(_ command: String) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", command + " 2>&1"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-    }
+    func shell(_ command: String) throws -> (Int32, String) { try Shell.run(command) }
 
     func testTrainingAcrossTwoHostsMatchesOneHost() throws {
         guard getuid() == 0 else {
@@ -28,11 +18,7 @@ final class MultiHostTests: XCTestCase {
         XCTAssertEqual(status, 0, out)
         defer { _ = try? shell("bash \(hosts) down") }
 
-        let dir = temporaryDirectory()
-        var shape = TinyModel.Shape()
-        shape.vocab = TinyTokenizer.write(into: dir)
-        let m = TinyModel.write(shape, seed: 6)
-        for f in ["model.safetensors", "config.json"] { try FileManager.default.copyItem(atPath: m + "/" + f, toPath: dir + "/" + f) }
+        let dir = TinyModel.writeWithTokenizer(seed: 6)
         let lines = (0..<16).map { i in #"{"text": "the sun and the rain \#(i) then an ant \#(i * 7 % 5)"}"# }
         try lines.joined(separator: "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
         func args(_ output: String) -> [String] {

@@ -47,11 +47,7 @@ final class PromptTuningTests: XCTestCase {
 
     /// Invariant: TEXT init = the embeddings of the text's tokens, repeated to V.
     func testTextInitialisationCopiesTokenEmbeddings() throws {
-        let dir = temporaryDirectory()
-        var shape = TinyModel.Shape()
-        shape.vocab = TinyTokenizer.write(into: dir)
-        let m = TinyModel.write(shape)
-        for f in ["model.safetensors", "config.json"] { try FileManager.default.copyItem(atPath: m + "/" + f, toPath: dir + "/" + f) }
+        let dir = TinyModel.writeWithTokenizer()
         let model = try LlamaModel(source: ModelSource(path: dir))
         let tokenizer = try Tokenizer(tokenizerJSON: dir + "/tokenizer.json")
         let adapter = PromptTuningAdapter(model: model, virtualTokens: 5)

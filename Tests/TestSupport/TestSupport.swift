@@ -195,3 +195,34 @@ public enum DTrainProcess {
         return Result(status: p.terminationStatus, stdout: stdout, stderr: stderr)
     }
 }
+
+extension TinyModel {
+    /// A tiny model directory with TinyTokenizer's tokenizer.json beside it (vocabulary sized to the tokenizer).
+    public static func writeWithTokenizer(_ base: Shape = Shape(), seed: UInt64 = 1) -> String {
+        let dir = temporaryDirectory()
+        var shape = base
+        shape.vocab = TinyTokenizer.write(into: dir)
+        let model = write(shape, seed: seed)
+        for f in ["model.safetensors", "config.json"] { try? FileManager.default.copyItem(atPath: model + "/" + f, toPath: dir + "/" + f) }
+        return dir
+    }
+}
+
+/// Runs a bash command line, capturing stdout and stderr together.
+public enum Shell {
+    public static func run(_ command: String, environment: [String: String] = [:], directory: String? = nil) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", command + " 2>&1"]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+    }
+}
