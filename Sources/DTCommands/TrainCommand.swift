@@ -146,7 +146,7 @@ public enum TrainingRun {
         let finalValid = try trainer.run()
         if comm.isRoot {
             let final = (config.output as NSString).appendingPathComponent("final")
-            try AtomicDirectory.write(final, files: trainer.adapter.peftFiles(baseModel: config.model))
+            try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model))
             runtime.log("saved the adapter to \(final) (PEFT \(config.method == "prompt" ? "PROMPT_TUNING" : "LoRA"))")
             if let baseLoss, let finalValid {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))

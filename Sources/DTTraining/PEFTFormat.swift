@@ -6,7 +6,7 @@ import DTModel
 import Foundation
 
 public enum PEFTFormat {
-    public static func loraConfigJSON(_ o: LoRAOptions, baseModel: String) -> Data {
+    public static func loraConfigJSON(_ o: LoRAOptions, baseModel: String) throws -> Data {
         let config: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
             "r": o.rank, "lora_alpha": Double(o.alpha), "lora_dropout": Double(o.dropout),
@@ -15,7 +15,7 @@ public enum PEFTFormat {
             "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](),
             "alpha_pattern": [String: Any](), "revision": NSNull(),
         ]
-        return try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        return try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
     }
 
     /// The adapter's tensors as safetensors bytes.
@@ -24,8 +24,8 @@ public enum PEFTFormat {
                                  metadata: ["format": "pt"])
     }
 
-    public static func loraFiles(_ adapter: LoRAAdapter, baseModel: String) -> [(String, Data)] {
-        [("adapter_config.json", loraConfigJSON(adapter.options, baseModel: baseModel)),
+    public static func loraFiles(_ adapter: LoRAAdapter, baseModel: String) throws -> [(String, Data)] {
+        [("adapter_config.json", try loraConfigJSON(adapter.options, baseModel: baseModel)),
          ("adapter_model.safetensors", tensors(adapter.arena))]
     }
 

@@ -66,7 +66,7 @@ public final class PromptTuningAdapter: TrainableAdapter {
 
     public func prepare(training: Bool, step: Int, rowKeys: [UInt64]) {}
 
-    public func peftFiles(baseModel: String) -> [(String, Data)] {
+    public func peftFiles(baseModel: String) throws -> [(String, Data)] {
         var config: [String: Any] = [
             "peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
             "num_virtual_tokens": virtualTokens, "token_dim": hidden, "num_transformer_submodules": 1,
@@ -75,7 +75,7 @@ public final class PromptTuningAdapter: TrainableAdapter {
             "inference_mode": true, "revision": NSNull(),
         ]
         if initMethod == .text { config["tokenizer_name_or_path"] = baseModel }
-        return [("adapter_config.json", try! JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),
+        return [("adapter_config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),
                 ("adapter_model.safetensors", PEFTFormat.tensors(arena))]
     }
 

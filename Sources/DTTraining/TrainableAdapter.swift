@@ -9,7 +9,7 @@ public protocol TrainableAdapter: ModelAdapter {
     /// (global sample index and position) so random masks do not depend on the number of ranks.
     func prepare(training: Bool, step: Int, rowKeys: [UInt64])
     /// The adapter as PEFT files (adapter_config.json + adapter_model.safetensors).
-    func peftFiles(baseModel: String) -> [(String, Data)]
+    func peftFiles(baseModel: String) throws -> [(String, Data)]
 }
 
 extension LoRAAdapter: TrainableAdapter {
@@ -19,7 +19,7 @@ extension LoRAAdapter: TrainableAdapter {
         dropoutSalt = UInt64(step) &* 0x2545_F491_4F6C_DD1D
     }
 
-    public func peftFiles(baseModel: String) -> [(String, Data)] { PEFTFormat.loraFiles(self, baseModel: baseModel) }
+    public func peftFiles(baseModel: String) throws -> [(String, Data)] { try PEFTFormat.loraFiles(self, baseModel: baseModel) }
 }
 
 public enum AdapterLoader {

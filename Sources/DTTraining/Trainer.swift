@@ -162,7 +162,7 @@ public final class Trainer {
     public func saveCheckpoint() throws {
         guard comm.isRoot else { return }
         let dir = (config.output as NSString).appendingPathComponent(Checkpoint.name(step: state.step))
-        try Checkpoint.save(directory: dir, adapterFiles: adapter.peftFiles(baseModel: config.model),
+        try Checkpoint.save(directory: dir, adapterFiles: try adapter.peftFiles(baseModel: config.model),
                             arena: adapter.arena, state: state, configYAML: config.yaml)
         Checkpoint.prune(config.output, keep: config.keepCheckpoints)
     }
