@@ -172,7 +172,8 @@ public enum SafetensorsWriter {
         return data
     }
 
-    static func jsonString(_ s: String) -> String {
+    /// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -133,7 +133,7 @@ public enum TinyTokenizer {
         let merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("i", "n")]
         for (a, b) in merges { vocab[a + b] = vocab.count }
         let special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-        let vocabJSON = vocab.sorted { $0.value < $1.value }.map { "\(jsonString($0.key)): \($0.value)" }.joined(separator: ", ")
+        let vocabJSON = vocab.sorted { $0.value < $1.value }.map { "\(SafetensorsWriter.jsonString($0.key)): \($0.value)" }.joined(separator: ", ")
         let added = special.enumerated().map { "{\"id\": \(vocab.count + $0.offset), \"content\": \"\($0.element)\", \"special\": true}" }
         let tokenizer = """
         {"model": {"type": "BPE", "vocab": {\(vocabJSON)}, "merges": [\(merges.map { "\"\($0.0) \($0.1)\"" }.joined(separator: ", "))]},
@@ -144,18 +144,6 @@ public enum TinyTokenizer {
         let config = #"{"chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": "<|im_start|>"}"#
         try! config.write(toFile: dir + "/tokenizer_config.json", atomically: true, encoding: .utf8)
         return vocab.count + special.count
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
     }
 }
 
