@@ -25,13 +25,24 @@ for _ in range(10):
     a @ b.T
 print(f"sgemm 1024x1536x576: {2 * 1024 * 1536 * 576 / ((time.time() - t) / 10) / 1e9:.1f} GFLOP/s")
 
+ITERATIONS = 5
+
+
+def timed(fn):
+    """Median and best wall time of ITERATIONS runs after one warm-up (as `dtrain bench` reports)."""
+    fn()
+    times = []
+    for _ in range(ITERATIONS):
+        t = time.time()
+        fn()
+        times.append(time.time() - t)
+    times.sort()
+    return times[len(times) // 2], times[0]
+
+
 with torch.no_grad():
-    model(ids)
-    t = time.time()
-    for _ in range(3):
-        model(ids)
-    s = (time.time() - t) / 3
-print(f"forward batch 4x256: {1024 / s:.1f} tokens/s ({s:.2f} s/batch)")
+    s, best = timed(lambda: model(ids))
+print(f"forward batch 4x256: {1024 / s:.1f} tokens/s ({s:.2f} s/batch, median of {ITERATIONS}, best {best:.2f})")
 
 lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
                                                                             "gate_proj", "up_proj", "down_proj"]))
@@ -46,9 +57,5 @@ def step():
     opt.step()
 
 
-step()
-t = time.time()
-for _ in range(3):
-    step()
-s = (time.time() - t) / 3
-print(f"train LoRA batch 4x256: {1024 / s:.1f} tokens/s ({s:.2f} s/step)")
+s, best = timed(step)
+print(f"train LoRA batch 4x256: {1024 / s:.1f} tokens/s ({s:.2f} s/step, median of {ITERATIONS}, best {best:.2f})")

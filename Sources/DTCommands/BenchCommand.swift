@@ -16,7 +16,9 @@ struct Bench: ParsableCommand {
     @OptionGroup var runtimeOptions: RuntimeOptions
     @Option(help: "Sequences per batch.") var batch = 4
     @Option(help: "Tokens per sequence.") var length = 256
-    @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
+    @Option(help: "Timed iterations after one warm-up; the median is reported.") var iterations = 5
+    @Flag(help: "Also print the wall time of each stage (projections, attention, norms, …) of the timed iterations.")
+    var profile = false
 
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
@@ -27,6 +29,7 @@ struct Bench: ParsableCommand {
             if what == "scaling" { return try Benchmarks.scaling(model: modelOptions.model, batch: batch, length: length, iterations: iterations) }
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length + 32)
             let model = loaded.model
+            Benchmarks.profile = profile
             let report: Benchmarks.Report
             switch what {
             case "step":
@@ -49,19 +52,58 @@ struct Bench: ParsableCommand {
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
-                Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch, %.1f GFLOP/s, peak RSS %@",
+                Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@",
                                    ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
                                     "train": "train (LoRA r=8, 7 targets)"][what]!, batch, length,
-                                   report.tokensPerSecond, report.seconds, report.gflops, mib(Int(MemoryStats.peakResidentBytes()))))
+                                   report.tokensPerSecond, report.seconds, max(1, iterations), report.best, report.gflops,
+                                   mib(Int(MemoryStats.peakResidentBytes()))))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
                                    loaded.model.config.intermediateSize, loaded.model.config.hiddenSize, gemm))
+                if profile { Benchmarks.printProfile(iterations: iterations, total: report.seconds) }
             }
         }
     }
 }
 
 public enum Benchmarks {
-    public struct Report { public var seconds: Double; public var tokensPerSecond: Double; public var gflops: Double }
+    /// `seconds` is the median of the timed iterations (robust to a shared machine's slow moments), `best` the fastest.
+    public struct Report {
+        public var seconds: Double, best: Double, tokensPerSecond: Double, gflops: Double
+        init(times: [Double], tokens: Int, flops: Double) {
+            let sorted = times.sorted()
+            seconds = sorted[sorted.count / 2]
+            best = sorted[0]
+            tokensPerSecond = Double(tokens) / seconds
+            gflops = flops / seconds / 1e9
+        }
+    }
+    /// Profile the timed iterations (not the warm-up).
+    nonisolated(unsafe) static var profile = false
+
+    /// Wall time of each of `iterations` runs of `body` (profiled when asked).
+    static func time(_ iterations: Int, _ body: () -> Void) -> [Double] {
+        Profile.reset()
+        Profile.enabled = profile
+        defer { Profile.enabled = false }
+        return (0..<max(1, iterations)).map { _ in
+            let start = Date()
+            body()
+            return Date().timeIntervalSince(start)
+        }
+    }
+
+    static func printProfile(iterations: Int, total: Double) {
+        let stages = Profile.report()
+        let covered = stages.reduce(0) { $0 + $1.seconds } / Double(max(1, iterations))
+        func pad(_ s: String) -> String { s.padding(toLength: 22, withPad: " ", startingAt: 0) }
+        Console.out(pad("stage") + "   s/iter   share  calls/iter")
+        for s in stages {
+            let perIteration = s.seconds / Double(max(1, iterations))
+            Console.out(pad(s.stage) + String(format: " %8.4f %6.1f%% %6d", perIteration, 100 * perIteration / total,
+                                               s.calls / max(1, iterations)))
+        }
+        Console.out(pad("(outside stages)") + String(format: " %8.4f %6.1f%%", total - covered, 100 * (total - covered) / total))
+    }
 
     /// Matrix-product FLOPs of one forward over (B, T): 2·N·(weights) plus attention scores and mixing.
     public static func forwardFLOPs(_ c: LlamaConfig, batch: Int, length: Int) -> Double {
@@ -78,11 +120,8 @@ public enum Benchmarks {
         let V = UInt64(model.config.vocabSize)
         ws.load((0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % V) } })
         model.forward(ws)
-        let start = Date()
-        for _ in 0..<max(1, iterations) { model.forward(ws) }
-        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
-        let flops = forwardFLOPs(model.config, batch: batch, length: length)
-        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+        let times = time(iterations) { model.forward(ws) }
+        return Report(times: times, tokens: batch * length, flops: forwardFLOPs(model.config, batch: batch, length: length))
     }
 
     /// Matrix-product FLOPs of one LoRA training step: forward, plus backward products for dx through every
@@ -106,12 +145,10 @@ public enum Benchmarks {
         var rng = SplitMix64(seed: 1)
         ws.load((0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } })
         model.forwardLayers(ws)
-        let start = Date()
-        for _ in 0..<max(1, iterations) { model.forwardLayers(ws) }
-        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
+        let times = time(iterations) { model.forwardLayers(ws) }
         let c = model.config
         let flops = forwardFLOPs(c, batch: batch, length: length) - 2 * Double(batch * length * c.vocabSize * c.hiddenSize)
-        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+        return Report(times: times, tokens: batch * length, flops: flops)
     }
 
     /// One training step (forward, loss, backward, AdamW) with `adapter`; tokens/s counts the real tokens.
@@ -127,17 +164,17 @@ public enum Benchmarks {
             ws.load(sequences, reserved: V)
             adapter.prepare(training: true, step: 0, rowKeys: [])
             model.forward(ws, adapter: adapter)
-            _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
+            _ = Profile.measure("loss") {
+                LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
                                         gradScale: 1 / Float(labels.count))
+            }
             model.backward(ws, adapter: adapter)
-            optimizer.update(adapter.arena, lr: 1e-4)
+            Profile.measure("optimizer") { optimizer.update(adapter.arena, lr: 1e-4) }
         }
         step()
-        let start = Date()
-        for _ in 0..<max(1, iterations) { step() }
-        let seconds = Date().timeIntervalSince(start) / Double(max(1, iterations))
+        let times = time(iterations, step)
         let flops = trainFLOPs(model.config, batch: batch, length: length + V, rank: adapter is LoRAAdapter ? 8 : 0)
-        return Report(seconds: seconds, tokensPerSecond: Double(batch * length) / seconds, gflops: flops / seconds / 1e9)
+        return Report(times: times, tokens: batch * length, flops: flops)
     }
 
     /// One data-parallel LoRA step: this rank's share of the global batch, then the fused all-reduce.

@@ -15,6 +15,10 @@ public struct AttentionShape {
 }
 
 public enum Attention {
+    /// Queries are processed in tiles of this many rows; a tile's products stop at its last visible key, so
+    /// the masked upper triangle of the (Tq, Tk) scores is never computed (about 40% fewer FLOPs at T = 256).
+    public static let tile = 64
+
     public static func forward(_ s: AttentionShape, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                keyMask: UnsafePointer<Float>?, probabilities: UnsafeMutablePointer<Float>,
                                out: UnsafeMutablePointer<Float>) {
@@ -28,40 +32,41 @@ public enum Attention {
                 let qb = q + b * Tq * qStride + h * D
                 let kb = k + b * Tk * kvStride + kvh * D
                 let vb = v + b * Tk * kvStride + kvh * D
+                let ob = out + b * Tq * qStride + h * D
                 let p = probabilities + (b * H + h) * Tq * Tk
-                // scores (Tq, Tk) = scale · Q (Tq, D) · Kᵀ (D, Tk)
-                BLAS.gemm(.noTrans, .trans, m: Tq, n: Tk, k: D, alpha: scale, a: qb, lda: qStride, b: kb, ldb: kvStride,
-                          c: p, ldc: Tk)
                 let mask = keyMask.map { $0 + b * Tk }
-                for t in 0..<Tq {
-                    let row = p + t * Tk
-                    let last = s.start + t
-                    var m = -Float.infinity
-                    for j in 0...last where mask?[j] ?? 1 != 0 && row[j] > m { m = row[j] }
-                    var sum: Float = 0
-                    if m == -Float.infinity {
-                        for j in 0..<Tk { row[j] = 0 }
-                        continue
-                    }
-                    for j in 0...last {
-                        let e = (mask?[j] ?? 1) != 0 ? expf(row[j] - m) : 0
-                        row[j] = e
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    for j in 0...last { row[j] *= inv }
-                    for j in (last + 1)..<Tk { row[j] = 0 }
+                let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
+                for t0 in stride(from: 0, to: Tq, by: tile) {
+                    let rows = min(tile, Tq - t0), keys = s.start + t0 + rows   // keys visible to the tile's last row
+                    let pt = p + t0 * Tk
+                    // scores (rows, keys) = scale · Q_tile (rows, D) · K[0..<keys]ᵀ (D, keys)
+                    BLAS.gemm(.noTrans, .trans, m: rows, n: keys, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
+                              b: kb, ldb: kvStride, c: pt, ldc: Tk)
+                    for t in 0..<rows { softmaxRow(pt + t * Tk, visible: s.start + t0 + t + 1, length: Tk, mask: masked ? mask : nil) }
+                    // out_tile (rows, D) = P_tile (rows, keys) · V[0..<keys] (keys, D)
+                    BLAS.gemm(.noTrans, .noTrans, m: rows, n: D, k: keys, a: pt, lda: Tk, b: vb, ldb: kvStride,
+                              c: ob + t0 * qStride, ldc: qStride)
                 }
-                // out (Tq, D) = P (Tq, Tk) · V (Tk, D)
-                BLAS.gemm(.noTrans, .noTrans, m: Tq, n: D, k: Tk, a: p, lda: Tk, b: vb, ldb: kvStride,
-                          c: out + b * Tq * qStride + h * D, ldc: qStride)
             }
         }
     }
 
+    /// Softmax over the first `visible` entries of a score row whose key mask is 1; every other entry of
+    /// the row (up to `length`) becomes exactly 0. A row with no visible key is all zeros.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, visible: Int, length: Int, mask: UnsafePointer<Float>?) {
+        if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = -.infinity } }
+        let m = VectorMath.max(row, count: visible)
+        (row + visible).update(repeating: 0, count: length - visible)
+        guard m > -.infinity else { row.update(repeating: 0, count: visible); return }
+        let sum = VectorMath.expShifted(row, shift: m, into: row, count: visible)
+        if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = 0 } }
+        VectorMath.scale(row, by: 1 / sum, count: visible)
+    }
+
     /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (workers × T × T).
     /// Only the no-cache case (Tq == Tk) is needed for training. Work is split over (batch, kv head) so the
-    /// query heads that share a kv head accumulate into dk/dv on the same worker.
+    /// query heads that share a kv head accumulate into dk/dv on the same worker. Tiled like the forward.
     public static func backward(_ s: AttentionShape, dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
                                 v: UnsafePointer<Float>, probabilities: UnsafePointer<Float>,
                                 dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
@@ -81,21 +86,26 @@ public enum Attention {
                 let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
                 let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
                 let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
-                // dV (T, D) += Pᵀ (T, T) · dO (T, D)
-                BLAS.gemm(.trans, .noTrans, m: T, n: D, k: T, a: p, lda: T, b: dob, ldb: qStride, beta: 1, c: dvb, ldc: kvStride)
-                // dP (T, T) = dO (T, D) · Vᵀ
-                BLAS.gemm(.noTrans, .trans, m: T, n: T, k: D, a: dob, lda: qStride, b: vb, ldb: kvStride, c: scratch, ldc: T)
-                // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale
-                for t in 0..<T {
-                    let pr = p + t * T, dr = scratch + t * T
-                    var dot: Float = 0
-                    for j in 0...t { dot += pr[j] * dr[j] }
-                    for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) * scale }
-                    for j in (t + 1)..<T { dr[j] = 0 }
+                for t0 in stride(from: 0, to: T, by: tile) {
+                    let rows = min(tile, T - t0), keys = t0 + rows
+                    let pt = p + t0 * T, dst = scratch + t0 * T, dot = dob + t0 * qStride
+                    // dV[0..<keys] (keys, D) += P_tileᵀ (keys, rows) · dO_tile (rows, D)
+                    BLAS.gemm(.trans, .noTrans, m: keys, n: D, k: rows, a: pt, lda: T, b: dot, ldb: qStride, beta: 1, c: dvb, ldc: kvStride)
+                    // dP_tile (rows, keys) = dO_tile (rows, D) · V[0..<keys]ᵀ
+                    BLAS.gemm(.noTrans, .trans, m: rows, n: keys, k: D, a: dot, lda: qStride, b: vb, ldb: kvStride, c: dst, ldc: T)
+                    // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale
+                    for t in 0..<rows {
+                        let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1
+                        let rowDot = VectorMath.dot(pr, dr, count: visible)
+                        for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
+                        (dr + visible).update(repeating: 0, count: keys - visible)
+                    }
+                    // dQ_tile (rows, D) += dS_tile (rows, keys) · K[0..<keys];  dK[0..<keys] += dS_tileᵀ · Q_tile
+                    BLAS.gemm(.noTrans, .noTrans, m: rows, n: D, k: keys, a: dst, lda: T, b: kb, ldb: kvStride, beta: 1,
+                              c: dqb + t0 * qStride, ldc: qStride)
+                    BLAS.gemm(.trans, .noTrans, m: keys, n: D, k: rows, a: dst, lda: T, b: qb + t0 * qStride, ldb: qStride, beta: 1,
+                              c: dkb, ldc: kvStride)
                 }
-                // dQ (T, D) += dS (T, T) · K (T, D);  dK (T, D) += dSᵀ · Q
-                BLAS.gemm(.noTrans, .noTrans, m: T, n: D, k: T, a: scratch, lda: T, b: kb, ldb: kvStride, beta: 1, c: dqb, ldc: qStride)
-                BLAS.gemm(.trans, .noTrans, m: T, n: D, k: T, a: scratch, lda: T, b: qb, ldb: qStride, beta: 1, c: dkb, ldc: kvStride)
             } }
         }
     }

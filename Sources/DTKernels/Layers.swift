@@ -83,9 +83,17 @@ public enum SwiGLU {
     /// h (N, I) = silu(gate) · up
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
-            for i in range {
+            typealias L = VectorMath.Lanes
+            var i = range.lowerBound
+            while i + VectorMath.width <= range.upperBound {
+                let g = VectorMath.load(gate + i)
+                VectorMath.store(g / (1 + VectorMath.exp(-g)) * VectorMath.load(up + i), h + i)
+                i += VectorMath.width
+            }
+            while i < range.upperBound {
                 let g = gate[i]
-                h[i] = g / (1 + expf(-g)) * up[i]
+                h[i] = g / (1 + VectorMath.exp(L(repeating: -g))[0]) * up[i]
+                i += 1
             }
         }
     }
@@ -94,12 +102,23 @@ public enum SwiGLU {
     public static func backward(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                                 dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
-            for i in range {
-                let g = gate[i]
-                let sig = 1 / (1 + expf(-g))
-                let silu = g * sig
-                dup[i] = dh[i] * silu
-                dgate[i] = dh[i] * up[i] * sig * (1 + g * (1 - sig))
+            typealias L = VectorMath.Lanes
+            @inline(__always) func lanes(_ g: L, _ dh: L, _ up: L) -> (dgate: L, dup: L) {
+                let sig = 1 / (1 + VectorMath.exp(-g))
+                return (dh * up * sig * (1 + g * (1 - sig)), dh * g * sig)
+            }
+            var i = range.lowerBound
+            while i + VectorMath.width <= range.upperBound {
+                let r = lanes(VectorMath.load(gate + i), VectorMath.load(dh + i), VectorMath.load(up + i))
+                VectorMath.store(r.dgate, dgate + i)
+                VectorMath.store(r.dup, dup + i)
+                i += VectorMath.width
+            }
+            while i < range.upperBound {
+                let r = lanes(L(repeating: gate[i]), L(repeating: dh[i]), L(repeating: up[i]))
+                dgate[i] = r.dgate[0]
+                dup[i] = r.dup[0]
+                i += 1
             }
         }
     }
@@ -116,12 +135,35 @@ public enum Vector {
 }
 
 public enum Softmax {
-    /// log-sum-exp of a row, numerically stable (accumulated in Double).
+    /// log-sum-exp of a row, numerically stable (partial sums of 512 terms added in Double).
     public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
-        var m = -Float.infinity
-        for i in 0..<count where x[i] > m { m = x[i] }
+        let m = VectorMath.max(x, count: count)
+        guard m > -.infinity else { return -.infinity }
         var s: Double = 0
-        for i in 0..<count { s += Double(expf(x[i] - m)) }
+        var i = 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { scratch in
+            while i < count {
+                let n = min(chunk, count - i)
+                s += Double(VectorMath.expShifted(x + i, shift: m, into: scratch.baseAddress!, count: n))
+                i += n
+            }
+        }
         return Double(m) + log(s)
     }
+
+    /// Replaces x by softmax(x) · factor and returns log-sum-exp(x) (accumulated like `logSumExp`).
+    public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, factor: Float = 1) -> Double {
+        let m = VectorMath.max(x, count: count)
+        var s: Double = 0
+        var i = 0
+        while i < count {
+            let n = min(chunk, count - i)
+            s += Double(VectorMath.expShifted(x + i, shift: m, into: x + i, count: n))
+            i += n
+        }
+        VectorMath.scale(x, by: Float(Double(factor) / s), count: count)
+        return Double(m) + log(s)
+    }
+
+    static let chunk = 512
 }

@@ -10,9 +10,14 @@ extension LlamaModel {
     func projectBackward(_ layer: Int, _ p: TensorNames.Projection, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        BLAS.gemm(.noTrans, .noTrans, m: rows, n: w.cols, k: w.rows, a: dy, lda: w.rows,
-                  b: denseWeight(w, scratch: ws.weightScratch), ldb: w.cols, beta: accumulate ? 1 : 0, c: dx, ldc: w.cols)
-        if let adapter, adapter.adapts(layer: layer, p) { adapter.backward(layer: layer, p, x: x, dy: dy, dx: dx, rows: rows) }
+        let weight = denseWeight(w, scratch: ws.weightScratch)
+        Profile.measure("backward \(p)") {
+            BLAS.gemm(.noTrans, .noTrans, m: rows, n: w.cols, k: w.rows, a: dy, lda: w.rows,
+                      b: weight, ldb: w.cols, beta: accumulate ? 1 : 0, c: dx, ldc: w.cols)
+        }
+        if let adapter, adapter.adapts(layer: layer, p) {
+            Profile.measure("backward adapter") { adapter.backward(layer: layer, p, x: x, dy: dy, dx: dx, rows: rows) }
+        }
     }
 
     /// Cross-entropy over rows whose label is ≥ 0, as a sum (not a mean): returns Σ −log p(label), and
@@ -30,10 +35,8 @@ extension LlamaModel {
                         row.update(repeating: 0, count: vocab)
                         continue
                     }
-                    let lse = Softmax.logSumExp(row, count: vocab)
-                    total += lse - Double(row[label])
-                    let shift = Float(lse)
-                    for j in 0..<vocab { row[j] = expf(row[j] - shift) * gradScale }
+                    let target = Double(row[label])
+                    total += Softmax.softmaxInPlace(row, count: vocab, factor: gradScale) - target
                     row[label] -= gradScale
                 }
                 sums[worker] = total
@@ -48,8 +51,11 @@ extension LlamaModel {
         let c = config
         let (N, C) = (ws.rows, c.hiddenSize)
         // LM head: dnorm (N, C) = dlogits (N, V) · W_head (V, C); then the final RMSNorm.
-        BLAS.gemm(.noTrans, .noTrans, m: N, n: C, k: c.vocabSize, a: ws.logits.pointer, lda: c.vocabSize,
-                  b: lmHeadWeights(ws), ldb: C, c: g.norm.pointer, ldc: C)
+        let head = lmHeadWeights(ws)
+        Profile.measure("backward lm head") {
+            BLAS.gemm(.noTrans, .noTrans, m: N, n: C, k: c.vocabSize, a: ws.logits.pointer, lda: c.vocabSize,
+                      b: head, ldb: C, c: g.norm.pointer, ldc: C)
+        }
         g.stream.zero()
         let lastInput = ws.stream.pointer  // the residual stream after the last layer (input of the final norm)
         RMSNorm.backward(g.norm.pointer, lastInput, finalNorm, rstd: ws.finalRstd.pointer, g.stream.pointer, rows: N, channels: C)
@@ -72,23 +78,33 @@ extension LlamaModel {
         let dx = g.stream.pointer
         // MLP: out = middle + down(silu(gate(n2)) · up(n2)),  n2 = RMSNorm(middle)
         projectBackward(l, .down, x: a.hidden.pointer, dy: dx, dx: g.hidden.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
-        SwiGLU.backward(g.hidden.pointer, gate: a.gate.pointer, up: a.up.pointer, dgate: g.gate.pointer, dup: g.up.pointer, count: N * I)
+        Profile.measure("backward swiglu") {
+            SwiGLU.backward(g.hidden.pointer, gate: a.gate.pointer, up: a.up.pointer, dgate: g.gate.pointer, dup: g.up.pointer, count: N * I)
+        }
         projectBackward(l, .gate, x: a.norm2.pointer, dy: g.gate.pointer, dx: g.norm.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         projectBackward(l, .up, x: a.norm2.pointer, dy: g.up.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
-        RMSNorm.backward(g.norm.pointer, a.middle.pointer, w.mlpNorm, rstd: a.rstd2.pointer, dx, rows: N, channels: C)
+        Profile.measure("backward norm") {
+            RMSNorm.backward(g.norm.pointer, a.middle.pointer, w.mlpNorm, rstd: a.rstd2.pointer, dx, rows: N, channels: C)
+        }
         // Attention: middle = input + o(attention(q, k, v)),  q/k/v from n1 = RMSNorm(input)
         projectBackward(l, .o, x: a.attention.pointer, dy: dx, dx: g.attention.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         g.q.zero(); g.k.zero(); g.v.zero()
         let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length,
                                    heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
-        Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
-                           probabilities: a.probabilities.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer,
-                           scratch: g.scores.pointer)
-        rope.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)
-        rope.apply(g.k.pointer, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!, inverse: true)
+        Profile.measure("backward attention") {
+            Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
+                               probabilities: a.probabilities.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer,
+                               scratch: g.scores.pointer)
+        }
+        Profile.measure("backward rope") {
+            rope.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)
+            rope.apply(g.k.pointer, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!, inverse: true)
+        }
         projectBackward(l, .q, x: a.norm1.pointer, dy: g.q.pointer, dx: g.norm.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         projectBackward(l, .k, x: a.norm1.pointer, dy: g.k.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
         projectBackward(l, .v, x: a.norm1.pointer, dy: g.v.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
-        RMSNorm.backward(g.norm.pointer, ws.layerInputs[l].pointer, w.attentionNorm, rstd: a.rstd1.pointer, dx, rows: N, channels: C)
+        Profile.measure("backward norm") {
+            RMSNorm.backward(g.norm.pointer, ws.layerInputs[l].pointer, w.attentionNorm, rstd: a.rstd1.pointer, dx, rows: N, channels: C)
+        }
     }
 }

@@ -9,7 +9,7 @@ extension LlamaModel {
     @inline(__always)
     func denseWeight(_ w: FrozenMatrix, scratch: FloatBuffer) -> UnsafePointer<Float> {
         if let dense = w.densePointer { return dense }
-        w.dense(into: scratch.pointer)
+        Profile.measure("dequantize") { w.dense(into: scratch.pointer) }
         return UnsafePointer(scratch.pointer)
     }
 
@@ -18,8 +18,13 @@ extension LlamaModel {
     func project(_ layer: Int, _ p: TensorNames.Projection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                  rows: Int, beta: Float = 0, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        BLAS.linear(x, denseWeight(w, scratch: ws.weightScratch), y, rows: rows, inFeatures: w.cols, outFeatures: w.rows, beta: beta)
-        if let adapter, adapter.adapts(layer: layer, p) { adapter.forward(layer: layer, p, x: x, y: y, rows: rows) }
+        let weight = denseWeight(w, scratch: ws.weightScratch)
+        Profile.measure("forward \(p)") {
+            BLAS.linear(x, weight, y, rows: rows, inFeatures: w.cols, outFeatures: w.rows, beta: beta)
+        }
+        if let adapter, adapter.adapts(layer: layer, p) {
+            Profile.measure("forward adapter") { adapter.forward(layer: layer, p, x: x, y: y, rows: rows) }
+        }
     }
 
     /// One layer: x (N, C) in the residual stream is updated in place; activations go to `a`.
@@ -29,7 +34,9 @@ extension LlamaModel {
         let T = ws.length, N = ws.rows
         let (C, I, HD, KD) = (c.hiddenSize, c.intermediateSize, c.heads * c.headDim, c.kvHeads * c.headDim)
         let start = cache?.length ?? 0
-        RMSNorm.forward(x, w.attentionNorm, a.norm1.pointer, rstd: a.rstd1.pointer, rows: N, channels: C, eps: c.rmsNormEps)
+        Profile.measure("forward norm") {
+            RMSNorm.forward(x, w.attentionNorm, a.norm1.pointer, rstd: a.rstd1.pointer, rows: N, channels: C, eps: c.rmsNormEps)
+        }
         let kOut = cache.map { $0.keys[l].pointer + start * KD } ?? a.k.pointer
         let vOut = cache.map { $0.values[l].pointer + start * KD } ?? a.v.pointer
         project(l, .q, a.norm1.pointer, a.q.pointer, rows: N, ws: ws, adapter: adapter)
@@ -38,21 +45,27 @@ extension LlamaModel {
         if let b = w.biases[.q] { Vector.addBias(a.q.pointer, b, rows: N, cols: HD) }
         if let b = w.biases[.k] { Vector.addBias(kOut, b, rows: N, cols: KD) }
         if let b = w.biases[.v] { Vector.addBias(vOut, b, rows: N, cols: KD) }
-        rope.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
-        rope.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
+        Profile.measure("forward rope") {
+            rope.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
+            rope.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
+        }
         let shape = AttentionShape(batch: ws.batch, queryLength: T, keyLength: start + T,
                                    heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
-        Attention.forward(shape, q: a.q.pointer,
-                          k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
-                          v: cache.map { UnsafePointer($0.values[l].pointer) } ?? UnsafePointer(a.v.pointer),
-                          keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
-                          probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
+        Profile.measure("forward attention") {
+            Attention.forward(shape, q: a.q.pointer,
+                              k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
+                              v: cache.map { UnsafePointer($0.values[l].pointer) } ?? UnsafePointer(a.v.pointer),
+                              keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
+                              probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
+        }
         project(l, .o, a.attention.pointer, x, rows: N, beta: 1, ws: ws, adapter: adapter)
-        a.middle.pointer.update(from: x, count: N * C)
-        RMSNorm.forward(x, w.mlpNorm, a.norm2.pointer, rstd: a.rstd2.pointer, rows: N, channels: C, eps: c.rmsNormEps)
+        Profile.measure("forward norm") {
+            a.middle.pointer.update(from: x, count: N * C)
+            RMSNorm.forward(x, w.mlpNorm, a.norm2.pointer, rstd: a.rstd2.pointer, rows: N, channels: C, eps: c.rmsNormEps)
+        }
         project(l, .gate, a.norm2.pointer, a.gate.pointer, rows: N, ws: ws, adapter: adapter)
         project(l, .up, a.norm2.pointer, a.up.pointer, rows: N, ws: ws, adapter: adapter)
-        SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I)
+        Profile.measure("forward swiglu") { SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I) }
         project(l, .down, a.hidden.pointer, x, rows: N, beta: 1, ws: ws, adapter: adapter)
     }
 
@@ -84,7 +97,8 @@ extension LlamaModel {
     public func computeLogits(_ ws: ForwardWorkspace, firstRow: Int = 0, rows: Int, into out: UnsafeMutablePointer<Float>) {
         let C = config.hiddenSize
         let x = UnsafePointer(ws.finalNorm.pointer + firstRow * C)
-        BLAS.linear(x, lmHeadWeights(ws), out, rows: rows, inFeatures: C, outFeatures: config.vocabSize)
+        let head = lmHeadWeights(ws)
+        Profile.measure("forward lm head") { BLAS.linear(x, head, out, rows: rows, inFeatures: C, outFeatures: config.vocabSize) }
     }
 
     /// (V, C) fp32 LM head: the tied embedding or the (possibly dequantized) output weight.
