@@ -10,7 +10,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure throughput: forward (prefill) tokens/s and SGEMM GFLOP/s.")
 
-    @Argument(help: "What to measure: forward, train (LoRA, all seven targets), prompt (prompt tuning, 20 virtual tokens), features (probe feature extraction), step (one data-parallel LoRA step on the ranks of this job) or scaling (runs `step` as 1 rank × 2 threads and 2 ranks × 1 thread).")
+    @Argument(help: "What to measure: forward, train (LoRA, all seven targets), prompt (prompt tuning, 20 virtual tokens), features (probe feature extraction), step (one data-parallel LoRA step on the ranks of this job), scaling (runs `step` as 1 rank × 2 threads and 2 ranks × 1 thread) or qlora (LoRA, QLoRA as stored and QLoRA NF4 training steps interleaved in one run).")
     var what: String = "forward"
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var runtimeOptions: RuntimeOptions
@@ -23,8 +23,12 @@ struct Bench: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            guard ["forward", "train", "prompt", "features", "step", "scaling"].contains(what) else {
-                throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features, step, scaling)")
+            guard ["forward", "train", "prompt", "features", "step", "scaling", "qlora"].contains(what) else {
+                throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features, step, scaling, qlora)")
+            }
+            if what == "qlora" {
+                return try Benchmarks.qlora(model: modelOptions.model ?? DefaultModel.path, batch: batch, length: length,
+                                            iterations: iterations, root: runtime.comm.isRoot)
             }
             if what == "scaling" { return try Benchmarks.scaling(model: modelOptions.model, batch: batch, length: length, iterations: iterations) }
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length + 32)
@@ -153,13 +157,50 @@ public enum Benchmarks {
 
     /// One training step (forward, loss, backward, AdamW) with `adapter`; tokens/s counts the real tokens.
     public static func train(model: LlamaModel, adapter: TrainableAdapter, batch: Int, length: Int, iterations: Int) -> Report {
+        let ws = ForwardWorkspace(model: model, batch: batch, length: length + adapter.virtualTokens, mode: .training(recompute: false))
+        let step = trainStep(model: model, adapter: adapter, workspace: ws, batch: batch, length: length)
+        step()
+        let times = time(iterations, step)
+        let flops = trainFLOPs(model.config, batch: batch, length: length + adapter.virtualTokens, rank: adapter is LoRAAdapter ? 8 : 0)
+        return Report(times: times, tokens: batch * length, flops: flops)
+    }
+
+    /// LoRA on the fp32 base, QLoRA over the stored blocks and QLoRA over NF4 + DQ: one training step of each
+    /// in turn, `iterations` rounds, so all three see the same machine load. Prints medians and ratios to LoRA.
+    public static func qlora(model path: String, batch: Int, length: Int, iterations: Int, root: Bool) throws {
+        let variants: [(String, WeightPrecision)] = [("LoRA, fp32 base", .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
+        let models = try variants.map { try ModelLoader.load(path, precision: $0.1, maxPositions: length + 32).model }
+        // One workspace serves all three; the quantized model's has the dequantization scratch.
+        let ws = ForwardWorkspace(model: models[1], batch: batch, length: length, mode: .training(recompute: false))
+        let steps = models.map { model in
+            trainStep(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
+                      workspace: ws, batch: batch, length: length)
+        }
+        var times = [[Double]](repeating: [], count: variants.count)
+        for round in 0...max(1, iterations) {
+            for (i, step) in steps.enumerated() {
+                let start = Date()
+                step()
+                if round > 0 { times[i].append(Date().timeIntervalSince(start)) }   // round 0 warms up
+            }
+        }
+        guard root else { return }
+        let medians = times.map { $0.sorted()[$0.count / 2] }
+        Console.out(String(format: "train step, batch %d × %d, LoRA r=8 on 7 targets, %d interleaved rounds (median):", batch, length, max(1, iterations)))
+        for (i, (name, _)) in variants.enumerated() {
+            Console.out(String(format: "  %@ %6.2f s/step  %5.2f× LoRA   base %@", name.padding(toLength: 24, withPad: " ", startingAt: 0),
+                               medians[i], medians[i] / medians[0], mib(models[i].baseBytes)))
+        }
+    }
+
+    /// A closure running one training step of `adapter` on random tokens in `ws`.
+    static func trainStep(model: LlamaModel, adapter: TrainableAdapter, workspace ws: ForwardWorkspace, batch: Int, length: Int) -> () -> Void {
         let V = adapter.virtualTokens
-        let ws = ForwardWorkspace(model: model, batch: batch, length: length + V, mode: .training(recompute: false))
         var rng = SplitMix64(seed: 1)
         let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } }
         let labels: [Int32] = sequences.flatMap { [Int32](repeating: -100, count: V) + Array($0.dropFirst()) + [-100] }
         var optimizer = AdamW()
-        func step() {
+        return {
             adapter.arena.zeroGradients()
             ws.load(sequences, reserved: V)
             adapter.prepare(training: true, step: 0, rowKeys: [])
@@ -171,10 +212,6 @@ public enum Benchmarks {
             model.backward(ws, adapter: adapter)
             Profile.measure("optimizer") { optimizer.update(adapter.arena, lr: 1e-4) }
         }
-        step()
-        let times = time(iterations, step)
-        let flops = trainFLOPs(model.config, batch: batch, length: length + V, rank: adapter is LoRAAdapter ? 8 : 0)
-        return Report(times: times, tokens: batch * length, flops: flops)
     }
 
     /// One data-parallel LoRA step: this rank's share of the global batch, then the fused all-reduce.

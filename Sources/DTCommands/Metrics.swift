@@ -1,4 +1,5 @@
-// Run metrics: one JSON line per logged step in metrics.jsonl (rank 0 only), and peak memory.
+// Run metrics: one JSON line per logged step in metrics.jsonl and the same scalars as TensorBoard events
+// (rank 0 only), and memory figures.
 import DTTraining
 import Foundation
 #if canImport(Glibc)
@@ -8,14 +9,22 @@ import Glibc
 final class MetricsLog {
     let path: String
     let enabled: Bool
+    let tensorboard: TensorBoardWriter?
 
-    init(directory: String, enabled: Bool) {
+    init(directory: String, enabled: Bool, tensorboard: Bool) {
         path = (directory as NSString).appendingPathComponent("metrics.jsonl")
         self.enabled = enabled
+        self.tensorboard = enabled && tensorboard ? TensorBoardWriter(directory: directory) : nil
     }
+
+    /// The base model's validation loss, before any step.
+    func baseValidation(_ loss: Double) { tensorboard?.scalars(step: 0, [("valid/loss", loss)]) }
 
     func append(_ log: StepLog) {
         guard enabled else { return }
+        tensorboard?.scalars(step: log.step, [("train/loss", log.loss), ("train/learning_rate", log.learningRate),
+                                               ("train/grad_norm", log.gradNorm), ("train/tokens_per_second", log.tokensPerSecond)]
+                                              + (log.validLoss.map { [("valid/loss", $0)] } ?? []))
         var fields = [String(format: "\"step\": %d", log.step), String(format: "\"loss\": %.6f", log.loss),
                       String(format: "\"lr\": %.6e", log.learningRate), String(format: "\"grad_norm\": %.6f", log.gradNorm),
                       String(format: "\"tokens_per_second\": %.1f", log.tokensPerSecond), String(format: "\"seconds\": %.3f", log.secondsPerStep)]
@@ -32,6 +41,14 @@ final class MetricsLog {
 }
 
 public enum MemoryStats {
+    /// Current resident set size of this process (/proc/self/statm), 0 if unavailable.
+    public static func residentBytes() -> Int64 {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int64(fields[1]) else { return 0 }
+        return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     /// Peak resident set size of this process (getrusage).
     public static func peakResidentBytes() -> Int64 {
         var usage = rusage()

@@ -41,6 +41,7 @@ struct Train: ParsableCommand {
     @Option(help: "rsLoRA scaling (true/false).") var useRslora: Bool?
     @Option(help: "Recompute activations in backward (true/false).") var recompute: Bool?
     @Option(help: "Steps between progress lines.") var logEvery: Int?
+    @Option(help: "Also write TensorBoard event files into the run directory (true/false).") var tensorboard: Bool?
     @Option(help: "Steps between validation losses.") var evalEvery: Int?
     @Option(help: "Steps between checkpoints.") var saveEvery: Int?
     @Option(help: "Checkpoints kept.") var keepCheckpoints: Int?
@@ -66,7 +67,7 @@ struct Train: ParsableCommand {
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
             ("weight_decay", weightDecay), ("max_grad_norm", maxGradNorm), ("seed", seed), ("lora_rank", loraRank),
             ("lora_alpha", loraAlpha), ("lora_dropout", loraDropout), ("lora_targets", loraTargets), ("use_rslora", useRslora),
-            ("recompute", recompute), ("log_every", logEvery), ("eval_every", evalEvery), ("save_every", saveEvery),
+            ("recompute", recompute), ("log_every", logEvery), ("tensorboard", tensorboard), ("eval_every", evalEvery), ("save_every", saveEvery),
             ("keep_checkpoints", keepCheckpoints), ("resume", resume), ("threads", threads),
             ("num_virtual_tokens", numVirtualTokens), ("prompt_init", promptInit), ("prompt_init_text", promptInitText),
             ("probe_layer", probeLayer), ("probe_pooling", probePooling), ("probe_bias", probeBias), ("probe_epochs", probeEpochs),
@@ -99,8 +100,10 @@ public enum TrainingRun {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
         let comm = runtime.comm
+        let residentBefore = MemoryStats.residentBytes()
         let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength,
                                           placement: config.basePlacement(ranks: comm.size), comm: comm)
+        let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
                                          source: loaded.path)
         var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
@@ -123,17 +126,19 @@ public enum TrainingRun {
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
             runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes))")
+            runtime.log("resident growth while loading the base: " + baseResident.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
         }
         trainer.onMessage = { runtime.log($0) }
         if config.resume != "never" {
             let target = config.resume == "auto" ? Checkpoint.list(config.output).last?.path : config.resume
             if let target { try trainer.resume(from: target) } else { runtime.log("resume: auto — no checkpoint in \(config.output), starting fresh") }
         }
-        let metrics = MetricsLog(directory: config.output, enabled: comm.isRoot)
+        let metrics = MetricsLog(directory: config.output, enabled: comm.isRoot, tensorboard: config.tensorboard)
         var baseLoss: Double?
         if let valid, trainer.state.step == 0 {
             baseLoss = trainer.evaluate(valid, withAdapter: false)
             runtime.log(String(format: "validation loss before training: %.4f", baseLoss!))
+            metrics.baseValidation(baseLoss!)
         }
         let started = Date(), firstStep = trainer.state.step
         trainer.onLog = { log in
@@ -170,11 +175,16 @@ func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, val
     }
 }
 
+/// `value` of every rank, in rank order, on every rank (collective).
+func perRank(_ value: Double, comm: Communicator) -> [Double] {
+    var all = [Double](repeating: 0, count: comm.size)
+    all[comm.rank] = value
+    return comm.allReduceSum(all)
+}
+
 /// Every rank's peak RSS, printed by rank 0.
 func reportPeakMemory(_ runtime: Runtime) throws {
-    var peaks = [Double](repeating: 0, count: runtime.comm.size)
-    peaks[runtime.comm.rank] = Double(MemoryStats.peakResidentBytes())
-    peaks = runtime.comm.allReduceSum(peaks)
+    let peaks = perRank(Double(MemoryStats.peakResidentBytes()), comm: runtime.comm)
     runtime.log("peak RSS per rank: " + peaks.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
 }
 

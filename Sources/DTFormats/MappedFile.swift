@@ -36,6 +36,12 @@ public final class MappedFile {
         bytes = UnsafeRawBufferPointer(start: mapped, count: size)
     }
 
+    /// Drops this process's resident pages of the mapping (they come back from the page cache if read
+    /// again). Used once the model has copied out everything it keeps, so RSS shows what is really held.
+    public func releaseResidentPages() {
+        if let base { madvise(base, bytes.count, Int32(MADV_DONTNEED)) }
+    }
+
     deinit {
         if let base { munmap(base, bytes.count) }
     }

@@ -51,10 +51,8 @@ extension LlamaModel {
         let c = config
         let (N, C) = (ws.rows, c.hiddenSize)
         // LM head: dnorm (N, C) = dlogits (N, V) · W_head (V, C); then the final RMSNorm.
-        let head = lmHeadWeights(ws)
         Profile.measure("backward lm head") {
-            BLAS.gemm(.noTrans, .noTrans, m: N, n: C, k: c.vocabSize, a: ws.logits.pointer, lda: c.vocabSize,
-                      b: head, ldb: C, c: g.norm.pointer, ldc: C)
+            (lmHead ?? embedding).backward(ws.logits.pointer, rows: N, dx: g.norm.pointer, scratch: ws.weightScratch)
         }
         g.stream.zero()
         let lastInput = ws.stream.pointer  // the residual stream after the last layer (input of the final norm)

@@ -79,11 +79,7 @@ extension LlamaModel {
         if let cache { precondition(ws.batch == 1 && start + T <= cache.capacity, "KV cache overflow") }
         for i in 0..<N { ws.positions[i] = Int32(start + i % T) }
         let x = ws.stream.pointer
-        for r in 0..<N {
-            let id = Int(ws.tokens[r])
-            precondition(id >= 0 && id < c.vocabSize, "token id \(id) outside the vocabulary")
-            (x + r * C).update(from: embedding.pointer + id * C, count: C)
-        }
+        embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.weightScratch)
         if start == 0 { adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T) }
         for l in 0..<(upToLayer ?? c.layers) {
             if !ws.layerInputs.isEmpty { ws.layerInputs[l].pointer.update(from: x, count: N * C) }
@@ -95,18 +91,10 @@ extension LlamaModel {
 
     /// logits (rows, V) for `rows` consecutive rows of the final normed stream starting at `firstRow`.
     public func computeLogits(_ ws: ForwardWorkspace, firstRow: Int = 0, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        let C = config.hiddenSize
-        let x = UnsafePointer(ws.finalNorm.pointer + firstRow * C)
-        let head = lmHeadWeights(ws)
-        Profile.measure("forward lm head") { BLAS.linear(x, head, out, rows: rows, inFeatures: C, outFeatures: config.vocabSize) }
-    }
-
-    /// (V, C) fp32 LM head: the tied embedding or the (possibly dequantized) output weight.
-    func lmHeadWeights(_ ws: ForwardWorkspace) -> UnsafePointer<Float> {
-        guard let head = lmHead else { return UnsafePointer(embedding.pointer) }
-        if let dense = head.densePointer { return dense }
-        if lmHeadScratch == nil { lmHeadScratch = head.densified() }
-        return lmHeadScratch!.densePointer!
+        let x = UnsafePointer(ws.finalNorm.pointer + firstRow * config.hiddenSize)
+        Profile.measure("forward lm head") {
+            (lmHead ?? embedding).forward(x, rows: rows, into: out, ldo: config.vocabSize, scratch: ws.weightScratch)
+        }
     }
 
     /// Full forward to logits (N, V) in `ws.logits`.

@@ -45,13 +45,21 @@ public final class FrozenMatrix {
             out.update(from: b.pointer, count: rows * cols)
         case .quantized(let type, let raw, _):
             let rowBytes = type.byteCount(elements: cols)!
-            for stored in 0..<rows {
-                Dequantize.run(type, raw + stored * rowBytes, out + hfRow(stored) * cols, count: cols)
+            Parallel.ranges(rows, minimumPerWorker: 32) { _, range in
+                for stored in range { Dequantize.run(type, raw + stored * rowBytes, out + hfRow(stored) * cols, count: cols) }
             }
         case .nf4(let t):
-            NF4.dequantize(t, into: out)
+            t.codes.withUnsafeBufferPointer { Self.dequantizeNF4(t, codes: $0.baseAddress!, into: out) }
         case .sharded(let p):
             p.dense(rows: rows, cols: cols, into: out)
+        }
+    }
+
+    /// NF4 blocks dequantized on all of this rank's workers.
+    static func dequantizeNF4(_ t: NF4.Tensor, codes: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Float>) {
+        Parallel.ranges(t.count / NF4.blockSize, minimumPerWorker: 256) { _, blocks in
+            NF4.dequantize(t, codes: codes, start: blocks.lowerBound * NF4.blockSize, count: blocks.count * NF4.blockSize,
+                           into: out + blocks.lowerBound * NF4.blockSize)
         }
     }
 

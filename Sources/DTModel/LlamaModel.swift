@@ -26,19 +26,17 @@ public struct LayerWeights {
 public final class LlamaModel {
     public let config: LlamaConfig
     public let source: ModelSource
-    public let embedding: FloatBuffer      // (V, C)
-    public let lmHead: FrozenMatrix?       // (V, C); nil when tied to the embedding
+    public let embedding: VocabularyMatrix   // (V, C)
+    public let lmHead: VocabularyMatrix?     // (V, C); nil when tied to the embedding
     public let finalNorm: [Float]          // (C)
     public let layers: [LayerWeights]
     public let rope: RoPETable
     public let precision: WeightPrecision
-    /// A separate quantized LM head dequantized once (it is used every step).
-    var lmHeadScratch: FrozenMatrix?
-
     public let placement: Placement
     let gatherScratch: GatherScratch
 
-    /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection.
+    /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection
+    /// and of the embedding / LM head.
     public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil,
                 placement: Placement = .replicated, comm: Communicator? = nil) throws {
         self.placement = placement
@@ -80,17 +78,24 @@ public final class LlamaModel {
             case .asStored: held = m
             case .nf4: held = (rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m
             }
-            if placement == .sharded, let comm, comm.size > 1, name != TensorNames.embedding {
-                return held.sharded(comm: comm, scratch: gatherScratch)
-            }
-            return held
+            return shard(held)
+        }
+        func shard(_ m: FrozenMatrix) -> FrozenMatrix {
+            guard placement == .sharded, let comm, comm.size > 1 else { return m }
+            return m.sharded(comm: comm, scratch: gatherScratch)
         }
         let (C, V, I) = (c.hiddenSize, c.vocabSize, c.intermediateSize)
         let (qRows, kvRows) = (c.heads * c.headDim, c.kvHeads * c.headDim)
-        let embed = try raw(TensorNames.embedding, [V, C]).asMatrix(rows: V, cols: C).densified()
-        guard case .dense(let embedBuffer) = embed.storage else { preconditionFailure() }
-        embedding = embedBuffer
-        lmHead = c.tiedEmbeddings ? nil : try matrix(TensorNames.lmHead, rows: V, cols: C)
+        /// fp32 and replicated: one dense matrix. Otherwise chunks the size of the per-layer scratch, kept as
+        /// stored (QLoRA) and sharded like the projections.
+        func vocabulary(_ name: String) throws -> VocabularyMatrix {
+            let whole = try raw(name, [V, C]).asMatrix(rows: V, cols: C)
+            let chunked = precision != .fp32 || (placement == .sharded && (comm?.size ?? 1) > 1)
+            let chunkRows = chunked ? max(1, Self.largestProjection(c) / C) : V
+            return VocabularyMatrix(whole, chunkRows: chunkRows) { shard(precision == .fp32 ? $0.densified() : $0) }
+        }
+        embedding = try vocabulary(TensorNames.embedding)
+        lmHead = c.tiedEmbeddings ? nil : try vocabulary(TensorNames.lmHead)
         finalNorm = try vector(TensorNames.finalNorm, C)
         var layers: [LayerWeights] = []
         for l in 0..<c.layers {
@@ -112,6 +117,8 @@ public final class LlamaModel {
                                        projections: projections, biases: biases))
         }
         self.layers = layers
+        // Nothing points into the file any more when everything was copied (fp32) or split across ranks.
+        if precision == .fp32 || (placement == .sharded && (comm?.size ?? 1) > 1) { source.releaseResidentPages() }
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
         rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1),
                          inverseFrequencies: c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors()))
@@ -119,7 +126,7 @@ public final class LlamaModel {
 
     /// Bytes held for the frozen base (quantized blocks count at their stored size).
     public var baseBytes: Int {
-        var total = embedding.count * 4 + (lmHead?.storedBytes ?? 0)
+        var total = embedding.storedBytes + (lmHead?.storedBytes ?? 0)
         for l in layers { total += l.projections.values.reduce(0) { $0 + $1.storedBytes } }
         return total
     }
@@ -128,7 +135,14 @@ public final class LlamaModel {
     public var scratchBytes: Int { (precision == .fp32 && placement == .replicated ? 0 : largestProjection * 4) + gatherScratch.bytes.count }
 
     /// Largest projection (elements), the size of the per-layer dequantization scratch.
-    var largestProjection: Int {
-        layers.first.map { $0.projections.values.map { $0.rows * $0.cols }.max() ?? 0 } ?? 0
+    public var largestProjection: Int { Self.largestProjection(config) }
+
+    static func largestProjection(_ c: LlamaConfig) -> Int {
+        c.hiddenSize * max(c.heads * c.headDim, c.intermediateSize)
+    }
+
+    /// A buffer for dequantizing one projection or one vocabulary chunk (empty when nothing needs it).
+    public func makeWeightScratch() -> FloatBuffer {
+        FloatBuffer(count: precision == .fp32 && placement == .replicated ? 0 : largestProjection)
     }
 }

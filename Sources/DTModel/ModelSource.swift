@@ -24,6 +24,12 @@ public final class ModelSource {
     private let shards: [String: SafetensorsFile]
     private let weightMap: [String: String]
 
+    /// Drops the resident pages of every mapped model file (see MappedFile.releaseResidentPages).
+    public func releaseResidentPages() {
+        gguf?.mapped.releaseResidentPages()
+        for shard in shards.values { shard.mapped.releaseResidentPages() }
+    }
+
     public init(path: String) throws {
         self.path = path
         var isDir: ObjCBool = false

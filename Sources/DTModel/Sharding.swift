@@ -61,7 +61,7 @@ public final class ShardedPayload {
         case .f32:
             UnsafeMutableRawPointer(out).copyMemory(from: raw, byteCount: rows * cols * 4)
         case .nf4(let t):
-            NF4.dequantize(t, codes: raw.assumingMemoryBound(to: UInt8.self), into: out)
+            FrozenMatrix.dequantizeNF4(t, codes: raw.assumingMemoryBound(to: UInt8.self), into: out)
         case .ggml(let type, let heads):
             FrozenMatrix(rows: rows, cols: cols, storage: .quantized(type, raw, owner: scratch), permutedHeads: heads).dense(into: out)
         }

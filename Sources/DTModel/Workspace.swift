@@ -98,7 +98,7 @@ public final class ForwardWorkspace {
         finalNorm = FloatBuffer(count: n * c.hiddenSize)
         finalRstd = FloatBuffer(count: n)
         logits = FloatBuffer(count: withLogits ? n * c.vocabSize : 0)
-        weightScratch = FloatBuffer(count: model.precision == .fp32 && model.placement == .replicated ? 0 : model.largestProjection)
+        weightScratch = model.makeWeightScratch()
         gradients = training ? GradientBuffers(c, batch: batch, length: length) : nil
     }
 

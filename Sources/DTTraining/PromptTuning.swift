@@ -40,12 +40,10 @@ public final class PromptTuningAdapter: TrainableAdapter {
             var ids = tokenizer.encode(text)
             guard !ids.isEmpty else { throw CommandLineError("prompt_init_text is empty: TEXT initialisation needs some text") }
             while ids.count < virtualTokens { ids += ids }
-            for v in 0..<virtualTokens { (p + v * hidden).update(from: model.embedding.pointer + Int(ids[v]) * hidden, count: hidden) }
+            model.embedding.lookup(Array(ids.prefix(virtualTokens)), count: virtualTokens, into: p, scratch: model.makeWeightScratch())
         case .sampleVocab:
-            for v in 0..<virtualTokens {
-                let id = Int(rng.next() % UInt64(model.config.vocabSize))
-                (p + v * hidden).update(from: model.embedding.pointer + id * hidden, count: hidden)
-            }
+            let ids = (0..<virtualTokens).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
+            model.embedding.lookup(ids, count: virtualTokens, into: p, scratch: model.makeWeightScratch())
         case .random:
             for i in 0..<entry.count {
                 let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(rng.next() >> 11) / Double(1 << 53)

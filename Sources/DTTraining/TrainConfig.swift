@@ -36,6 +36,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var useRSLoRA = false
     public var recompute = false
     public var logEvery = 1
+    public var tensorboard = true
     public var evalEvery = 0
     public var saveEvery = 0
     public var keepCheckpoints = 2
@@ -71,7 +72,7 @@ public struct TrainConfig: Equatable, Sendable {
         ("seed", "seed for data order and initialisation"), ("lora_rank", "LoRA rank r"), ("lora_alpha", "LoRA alpha (scale alpha/r)"),
         ("lora_dropout", "dropout on the LoRA input"), ("lora_targets", "projections: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"),
         ("use_rslora", "scale alpha/sqrt(r)"), ("recompute", "recompute activations in backward (less memory)"),
-        ("log_every", "steps between progress lines"), ("eval_every", "steps between validation losses (0: end only)"),
+        ("log_every", "steps between progress lines"), ("tensorboard", "also write TensorBoard event files into the run directory"), ("eval_every", "steps between validation losses (0: end only)"),
         ("save_every", "steps between checkpoints (0: end only)"), ("keep_checkpoints", "checkpoints kept"),
         ("resume", "never, auto (newest complete checkpoint if any) or a checkpoint path"), ("threads", "BLAS threads per rank (0: automatic)"),
         ("num_virtual_tokens", "prompt tuning: virtual tokens V"), ("prompt_init", "prompt tuning: TEXT, SAMPLE_VOCAB or RANDOM"),
@@ -125,6 +126,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "use_rslora": useRSLoRA = try bool()
         case "recompute": recompute = try bool()
         case "log_every": logEvery = max(1, try int())
+        case "tensorboard": tensorboard = try bool()
         case "eval_every": evalEvery = try int()
         case "save_every": saveEvery = try int()
         case "keep_checkpoints": keepCheckpoints = max(1, try int())
@@ -156,7 +158,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "warmup_steps": "\(warmupSteps)"; case "weight_decay": "\(weightDecay)"; case "max_grad_norm": "\(maxGradNorm)"
         case "seed": "\(seed)"; case "lora_rank": "\(loraRank)"; case "lora_alpha": "\(loraAlpha)"; case "lora_dropout": "\(loraDropout)"
         case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "recompute": "\(recompute)"
-        case "log_every": "\(logEvery)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
+        case "log_every": "\(logEvery)"; case "tensorboard": "\(tensorboard)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
         case "keep_checkpoints": "\(keepCheckpoints)"; case "resume": resume; case "threads": "\(threads)"
         case "num_virtual_tokens": "\(numVirtualTokens)"; case "prompt_init": promptInit; case "prompt_init_text": promptInitText
         case "probe_layer": "\(probeLayer)"; case "probe_pooling": probePooling; case "probe_bias": "\(probeBias)"

@@ -106,6 +106,14 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(metrics.count, 5)
         XCTAssertTrue(metrics.last!.contains("eval_loss"))
         XCTAssertTrue(r.stderr.contains("validation loss before training"))
+        // TensorBoard: one event file, valid records, the four training scalars of each of the 5 steps and the
+        // validation loss before training and at the end.
+        let events = try fm.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(events.count, 1)
+        let tags = try tensorBoardRecords(out + "/" + events[0]).flatMap(scalarTags)
+        XCTAssertEqual(tags.filter { $0 == "train/loss" }.count, 5)
+        XCTAssertEqual(tags.filter { $0 == "train/learning_rate" }.count, 5)
+        XCTAssertEqual(tags.filter { $0 == "valid/loss" }.count, 2)
         let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/final/adapter_config.json"))) as? [String: Any])
         XCTAssertEqual(config["peft_type"] as? String, "LORA")
         XCTAssertEqual(config["r"] as? Int, 4)

@@ -56,7 +56,7 @@ final class PromptTuningTests: XCTestCase {
         let values = adapter.arena.array("prompt_embeddings")
         for v in 0..<5 {
             let id = Int(ids[v % ids.count])
-            XCTAssertEqual(Array(values[(v * 32)..<(v * 32 + 32)]), Array(UnsafeBufferPointer(start: model.embedding.pointer + id * 32, count: 32)))
+            XCTAssertEqual(Array(values[(v * 32)..<(v * 32 + 32)]), Array(UnsafeBufferPointer(start: model.embedding.densePointer! + id * 32, count: 32)))
         }
     }
 }
