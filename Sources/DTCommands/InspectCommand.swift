@@ -47,13 +47,10 @@ public enum InspectReport {
                 totalBytes += t.byteCount
             }
         } else {
-            for name in source.storedTensorNames {
-                if let t = try source.tensor(name) {
-                    let bytes = t.type.byteCount(elements: t.shape.reduce(1, *)) ?? 0
-                    typeCounts[t.type.name, default: (0, 0)].0 += 1
-                    typeCounts[t.type.name, default: (0, 0)].1 += bytes
-                    totalBytes += bytes
-                }
+            for t in source.safetensorsInventory {
+                typeCounts[t.dtype, default: (0, 0)].0 += 1
+                typeCounts[t.dtype, default: (0, 0)].1 += t.bytes
+                totalBytes += t.bytes
             }
         }
         lines.append("tensor data: \(totalBytes) bytes (\(String(format: "%.1f", Double(totalBytes) / 1048576)) MiB); "
@@ -73,7 +70,7 @@ public enum InspectReport {
             if let g = source.gguf {
                 for t in g.tensors { lines.append("  \(t.name)  \(t.type.name)  \(t.dims)  \(t.byteCount) B") }
             } else {
-                for name in source.storedTensorNames { if let t = try source.tensor(name) { lines.append("  \(name)  \(t.type.name)  \(t.shape)") } }
+                for t in source.safetensorsInventory { lines.append("  \(t.name)  \(t.dtype)  \(t.shape)  \(t.bytes) B") }
             }
         }
         return lines.joined(separator: "\n")

@@ -69,6 +69,11 @@ public enum NF4 {
         public var nestedAbsmax: [Float]   // (⌈count / 64 / 256⌉)
         public var offset: Float
         public var bytes: Int { codes.count + quantizedAbsmax.count + nestedAbsmax.count * 4 + 4 }
+
+        public init(count: Int, codes: [UInt8], quantizedAbsmax: [UInt8], nestedAbsmax: [Float], offset: Float) {
+            self.count = count; self.codes = codes; self.quantizedAbsmax = quantizedAbsmax
+            self.nestedAbsmax = nestedAbsmax; self.offset = offset
+        }
     }
 
     /// Quantizes `values` (count a multiple of 64).

@@ -69,6 +69,10 @@ public final class LlamaModel {
             return out
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws -> FrozenMatrix {
+            if let stored = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
+                let m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(stored))
+                return shard(precision == .fp32 ? m.densified() : m)
+            }
             let t = try raw(name, [rows, cols])
             let m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner),
                                  permutedHeads: t.permutedHeads)

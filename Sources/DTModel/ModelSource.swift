@@ -24,6 +24,12 @@ public final class ModelSource {
     private let shards: [String: SafetensorsFile]
     private let weightMap: [String: String]
 
+    /// A tensor of an HF directory by its stored name, with its file (nil if absent or for GGUF).
+    func safetensor(_ name: String) throws -> (file: SafetensorsFile, tensor: SafetensorsTensor)? {
+        guard let fileName = weightMap[name], let file = shards[fileName], let t = file.tensors[name] else { return nil }
+        return (file, t)
+    }
+
     /// Drops the resident pages of every mapped model file (see MappedFile.releaseResidentPages).
     public func releaseResidentPages() {
         gguf?.mapped.releaseResidentPages()
@@ -102,10 +108,12 @@ public final class ModelSource {
                          owner: shard, permutedHeads: nil, file: shard.path)
     }
 
-    /// Names of all tensors in the source (HF names for HF dirs, GGUF names for GGUF).
-    public var storedTensorNames: [String] {
-        if let g = gguf { return g.tensors.map(\.name) }
-        return weightMap.keys.sorted()
+    /// Every tensor of an HF directory as stored (any dtype, e.g. bitsandbytes' U8 codes), sorted by name.
+    public var safetensorsInventory: [(name: String, dtype: String, shape: [Int], bytes: Int)] {
+        weightMap.keys.sorted().compactMap { name in
+            guard let t = shards[weightMap[name]!]?.tensors[name] else { return nil }
+            return (name, t.dtype.rawValue, t.shape, t.byteCount)
+        }
     }
 
     /// Extra RoPE frequency divisors (GGUF `rope_freqs.weight`, written by llama.cpp for Llama-3.1+).
