@@ -188,7 +188,10 @@ func reportPeakMemory(_ runtime: Runtime) throws {
     runtime.log("peak RSS per rank: " + peaks.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
 }
 
-func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+/// "12.3 MiB", or "45.6 KiB" below one MiB (tiny models).
+func mib(_ bytes: Int) -> String {
+    bytes < 1_048_576 ? String(format: "%.1f KiB", Double(bytes) / 1024) : String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+}
 func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "ETA ?" }
     let t = Int(s.rounded())

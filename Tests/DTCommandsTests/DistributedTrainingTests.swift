@@ -122,9 +122,11 @@ final class DistributedTrainingTests: XCTestCase {
 }
 
 final class QLoRAPlacementTests: XCTestCase {
-    /// Invariant: QLoRA (NF4 base) on 2 sharded ranks, 2 replicated ranks and 1 rank gives the same adapter.
+    /// Invariant: QLoRA (NF4 base) on 2 sharded ranks, 2 replicated ranks and 1 rank gives the same adapter,
+    /// and a sharded rank holds half the base (projections and embedding) of a replicated one.
     func testShardedReplicatedAndSingleRankAgree() throws {
         DistributedTrainingTests.setUp()
+        var baseBytes: [String: Double] = [:]
         func run(_ ranks: Int, _ placement: String) throws -> [Float] {
             let out = temporaryDirectory()
             let r = try DTrainProcess.run(["train", "--method", "qlora", "--quant", "nf4", "--placement", placement,
@@ -133,10 +135,16 @@ final class QLoRAPlacementTests: XCTestCase {
                                            "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1"], ranks: ranks)
             XCTAssertEqual(r.status, 0, r.stderr)
             if ranks > 1 { XCTAssertTrue(r.stderr.contains("(\(placement), nf4)"), r.stderr) }
+            if let range = r.stderr.range(of: #"memory per rank: base [0-9.]+ [KM]iB"#, options: .regularExpression) {
+                let words = r.stderr[range].split(separator: " ")
+                baseBytes[placement] = Double(words[4])! * (words[5] == "MiB" ? 1_048_576 : 1024)
+            }
             return try adapterValues(out + "/final")
         }
         let single = try run(0, "auto"), sharded = try run(2, "sharded"), replicated = try run(2, "replicated")
         XCTAssertLessThanOrEqual(relativeDifference(single, sharded), 1e-4)
         XCTAssertLessThanOrEqual(relativeDifference(single, replicated), 1e-4)
+        let half = try XCTUnwrap(baseBytes["sharded"]) / XCTUnwrap(baseBytes["replicated"])
+        XCTAssertEqual(half, 0.5, accuracy: 0.03, "sharded base per rank / replicated base")
     }
 }
