@@ -44,12 +44,15 @@ public final class VocabularyMatrix {
         for r in 0..<n { precondition(ids[r] >= 0 && Int(ids[r]) < rows, "token id \(ids[r]) outside the vocabulary") }
         for i in chunks.indices {
             let range = chunkRange(i), chunk = chunks[i]
-            let wanted = (0..<n).filter { range.contains(Int(ids[$0])) }
-            if chunk.isSharded || (!wanted.isEmpty && !chunk.readsRowsDirectly) {
+            var wanted = false
+            for r in 0..<n where range.contains(Int(ids[r])) { wanted = true; break }
+            if chunk.isSharded || (wanted && !chunk.readsRowsDirectly) {
                 let dense = self.dense(i, scratch: scratch)
-                for r in wanted { (out + r * cols).update(from: dense + (Int(ids[r]) - range.lowerBound) * cols, count: cols) }
-            } else {
-                for r in wanted { chunk.denseRow(Int(ids[r]) - range.lowerBound, into: out + r * cols) }
+                for r in 0..<n where range.contains(Int(ids[r])) {
+                    (out + r * cols).update(from: dense + (Int(ids[r]) - range.lowerBound) * cols, count: cols)
+                }
+            } else if wanted {
+                for r in 0..<n where range.contains(Int(ids[r])) { chunk.denseRow(Int(ids[r]) - range.lowerBound, into: out + r * cols) }
             }
         }
     }

@@ -15,9 +15,9 @@ final class LoRAGradientTests: XCTestCase {
         let labels: [Int32]
     }
 
-    func makeSetup(recompute: Bool, dropout: Float = 0, bias: Bool = false) throws -> Setup {
+    func makeSetup(recompute: Bool, dropout: Float = 0, bias: Bool = false, precision: WeightPrecision = .fp32) throws -> Setup {
         var shape = TinyModel.Shape(); shape.bias = bias
-        let model = try LlamaModel(source: ModelSource(path: TinyModel.write(shape)))
+        let model = try LlamaModel(source: ModelSource(path: TinyModel.write(shape)), precision: precision)
         var options = LoRAOptions(); options.rank = 4; options.alpha = 8; options.dropout = dropout
         let ws = ForwardWorkspace(model: model, batch: 2, length: 6, mode: .training(recompute: recompute))
         let adapter = LoRAAdapter(model: model, options: options, maxRows: ws.rows, seed: 3)
@@ -94,6 +94,20 @@ final class LoRAGradientTests: XCTestCase {
         let recomputed = analyticGradient(try makeSetup(recompute: true))
         XCTAssertEqual(kept.count, recomputed.count)
         for (a, b) in zip(kept, recomputed) { XCTAssertEqual(a, b, accuracy: 1e-6 + 1e-5 * abs(a)) }
+    }
+
+    /// Invariant: the QLoRA path — weights dequantized per use, the embedding / LM head in row chunks (here
+    /// several, the last one partial) — gives the fp32 path's loss and gradients.
+    func testChunkedQuantizedPathGivesTheSameGradients() throws {
+        let quantized = try makeSetup(recompute: false, precision: .asStored)
+        XCTAssertGreaterThan(quantized.model.embedding.rows % quantized.model.embedding.chunkRows, 0, "want a partial last chunk")
+        XCTAssertLessThan(quantized.model.embedding.chunkRows, quantized.model.embedding.rows, "want several chunks")
+        let dense = try makeSetup(recompute: false)
+        XCTAssertEqual(loss(quantized), loss(dense), accuracy: 1e-6)
+        let a = analyticGradient(quantized), b = analyticGradient(dense)
+        var diff: Float = 0, norm: Float = 0
+        for (x, y) in zip(a, b) { diff += (x - y) * (x - y); norm += y * y }
+        XCTAssertLessThan((diff / norm).squareRoot(), 1e-5)
     }
 
     func testGradientsWithDropoutAndQKVBiasMatchFiniteDifferences() throws {
