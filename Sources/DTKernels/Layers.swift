@@ -8,11 +8,14 @@ public enum RMSNorm {
                                rstd: UnsafeMutablePointer<Float>?, rows: Int, channels: Int, eps: Float) {
         Parallel.ranges(rows, minimumPerWorker: 64) { _, range in for r in range {
             let xr = x + r * channels, yr = y + r * channels
-            var sum: Float = 0
-            for c in 0..<channels { sum += xr[c] * xr[c] }
-            let s = 1 / (sum / Float(channels) + eps).squareRoot()
+            let s = 1 / (VectorMath.dot(xr, xr, count: channels) / Float(channels) + eps).squareRoot()
             rstd?[r] = s
-            for c in 0..<channels { yr[c] = xr[c] * s * weight[c] }
+            var c = 0
+            while c + VectorMath.width <= channels {
+                VectorMath.store(VectorMath.load(xr + c) * s * VectorMath.load(weight + c), yr + c)
+                c += VectorMath.width
+            }
+            while c < channels { yr[c] = xr[c] * s * weight[c]; c += 1 }
         } }
     }
 
@@ -22,10 +25,23 @@ public enum RMSNorm {
         Parallel.ranges(rows, minimumPerWorker: 64) { _, range in for r in range {
             let xr = x + r * channels, dyr = dy + r * channels, dxr = dx + r * channels
             let s = rstd[r]
-            var dot: Float = 0
-            for c in 0..<channels { dot += dyr[c] * weight[c] * xr[c] }
+            typealias L = VectorMath.Lanes
+            var dots = L(repeating: 0)
+            var c = 0
+            while c + VectorMath.width <= channels {
+                dots += VectorMath.load(dyr + c) * VectorMath.load(weight + c) * VectorMath.load(xr + c)
+                c += VectorMath.width
+            }
+            var dot = dots.sum()
+            while c < channels { dot += dyr[c] * weight[c] * xr[c]; c += 1 }
             let k = dot * s * s * s / Float(channels)
-            for c in 0..<channels { dxr[c] += dyr[c] * weight[c] * s - k * xr[c] }
+            c = 0
+            while c + VectorMath.width <= channels {
+                let g = VectorMath.load(dyr + c) * VectorMath.load(weight + c) * s - k * VectorMath.load(xr + c)
+                VectorMath.store(VectorMath.load(dxr + c) + g, dxr + c)
+                c += VectorMath.width
+            }
+            while c < channels { dxr[c] += dyr[c] * weight[c] * s - k * xr[c]; c += 1 }
         } }
     }
 }
