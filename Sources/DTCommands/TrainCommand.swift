@@ -126,7 +126,7 @@ public enum TrainingRun {
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
             runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes))")
-            runtime.log("resident growth while loading the base: " + baseResident.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
+            runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
         }
         trainer.onMessage = { runtime.log($0) }
         if config.resume != "never" {
@@ -185,7 +185,12 @@ func perRank(_ value: Double, comm: Communicator) -> [Double] {
 /// Every rank's peak RSS, printed by rank 0.
 func reportPeakMemory(_ runtime: Runtime) throws {
     let peaks = perRank(Double(MemoryStats.peakResidentBytes()), comm: runtime.comm)
-    runtime.log("peak RSS per rank: " + peaks.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", "))
+    runtime.log("peak RSS per rank: " + perRankBytes(peaks))
+}
+
+/// "rank 0 12.3 MiB, rank 1 …"
+func perRankBytes(_ values: [Double]) -> String {
+    values.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", ")
 }
 
 /// "12.3 MiB", or "45.6 KiB" below one MiB (tiny models).

@@ -63,8 +63,9 @@ public final class FrozenMatrix {
         }
     }
 
-    /// This matrix quantized to NF4 with double quantization (from its fp32 values in HF order).
+    /// This matrix quantized to NF4 with double quantization (from its fp32 values in HF order); itself if NF4.
     public func quantizedNF4() -> FrozenMatrix {
+        if case .nf4 = storage { return self }   // already NF4 (a bitsandbytes checkpoint): never quantize twice
         let dense = FloatBuffer(count: rows * cols, zeroed: false)
         self.dense(into: dense.pointer)
         return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)))

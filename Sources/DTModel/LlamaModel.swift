@@ -34,12 +34,18 @@ public final class LlamaModel {
     public let precision: WeightPrecision
     public let placement: Placement
     let gatherScratch: GatherScratch
+    /// Frozen weights are turned into fp32 right before each use (quantized, or gathered from the ranks):
+    /// the model needs a dequantization scratch and keeps the vocabulary matrices in chunks.
+    let dequantizesPerUse: Bool
 
     /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection
     /// and of the embedding / LM head.
     public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil,
                 placement: Placement = .replicated, comm: Communicator? = nil) throws {
         self.placement = placement
+        let splitsAcrossRanks = placement == .sharded && (comm?.size ?? 1) > 1
+        let dequantizesPerUse = precision != .fp32 || splitsAcrossRanks
+        self.dequantizesPerUse = dequantizesPerUse
         let gatherScratch = GatherScratch()
         self.gatherScratch = gatherScratch
         let c = source.config
@@ -69,13 +75,13 @@ public final class LlamaModel {
             return out
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws -> FrozenMatrix {
+            let m: FrozenMatrix
             if let stored = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
-                let m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(stored))
-                return shard(precision == .fp32 ? m.densified() : m)
+                m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(stored))
+            } else {
+                let t = try raw(name, [rows, cols])
+                m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner), permutedHeads: t.permutedHeads)
             }
-            let t = try raw(name, [rows, cols])
-            let m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner),
-                                 permutedHeads: t.permutedHeads)
             let held: FrozenMatrix
             switch precision {
             case .fp32: held = m.densified()
@@ -85,7 +91,7 @@ public final class LlamaModel {
             return shard(held)
         }
         func shard(_ m: FrozenMatrix) -> FrozenMatrix {
-            guard placement == .sharded, let comm, comm.size > 1 else { return m }
+            guard splitsAcrossRanks, let comm else { return m }
             return m.sharded(comm: comm, scratch: gatherScratch)
         }
         let (C, V, I) = (c.hiddenSize, c.vocabSize, c.intermediateSize)
@@ -94,8 +100,7 @@ public final class LlamaModel {
         /// stored (QLoRA) and sharded like the projections.
         func vocabulary(_ name: String) throws -> VocabularyMatrix {
             let whole = try raw(name, [V, C]).asMatrix(rows: V, cols: C)
-            let chunked = precision != .fp32 || (placement == .sharded && (comm?.size ?? 1) > 1)
-            let chunkRows = chunked ? max(1, Self.largestProjection(c) / C) : V
+            let chunkRows = dequantizesPerUse ? max(1, Self.largestProjection(c) / C) : V
             return VocabularyMatrix(whole, chunkRows: chunkRows) { shard(precision == .fp32 ? $0.densified() : $0) }
         }
         embedding = try vocabulary(TensorNames.embedding)
@@ -122,7 +127,7 @@ public final class LlamaModel {
         }
         self.layers = layers
         // Nothing points into the file any more when everything was copied (fp32) or split across ranks.
-        if precision == .fp32 || (placement == .sharded && (comm?.size ?? 1) > 1) { source.releaseResidentPages() }
+        if precision == .fp32 || splitsAcrossRanks { source.releaseResidentPages() }
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
         rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1),
                          inverseFrequencies: c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors()))
@@ -136,7 +141,7 @@ public final class LlamaModel {
     }
 
     /// Bytes of the scratch buffers (fp32 dequantization of one projection, gather buffer for sharding).
-    public var scratchBytes: Int { (precision == .fp32 && placement == .replicated ? 0 : largestProjection * 4) + gatherScratch.bytes.count }
+    public var scratchBytes: Int { (dequantizesPerUse ? largestProjection * 4 : 0) + gatherScratch.bytes.count }
 
     /// Largest projection (elements), the size of the per-layer dequantization scratch.
     public var largestProjection: Int { Self.largestProjection(config) }
@@ -147,6 +152,6 @@ public final class LlamaModel {
 
     /// A buffer for dequantizing one projection or one vocabulary chunk (empty when nothing needs it).
     public func makeWeightScratch() -> FloatBuffer {
-        FloatBuffer(count: precision == .fp32 && placement == .replicated ? 0 : largestProjection)
+        FloatBuffer(count: dequantizesPerUse ? largestProjection : 0)
     }
 }
