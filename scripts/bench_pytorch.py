@@ -2,8 +2,10 @@
 on the values), fp32, 2 threads, batch 4 × 256: forward tokens/s and LoRA (PEFT, r=8, all seven targets)
 training tokens/s, plus an SGEMM of the same shape as dtrain's, so both are measured under the same load.
     python3 -m venv /tmp/ref && /tmp/ref/bin/pip install torch transformers peft
-    /tmp/ref/bin/python scripts/bench_pytorch.py
+    /tmp/ref/bin/python scripts/bench_pytorch.py            # forward and LoRA training
+    /tmp/ref/bin/python scripts/bench_pytorch.py --budget   # where the forward's time goes (see budget())
 """
+import sys
 import time
 
 import torch
@@ -39,6 +41,46 @@ def timed(fn):
     times.sort()
     return times[len(times) // 2], times[0]
 
+
+
+
+def budget():
+    """The forward, then the same matrix products alone (the 210 layer projections with the model's own
+    weights, and the LM head), alternated 7 times; medians. "rest" = attention, norms, RoPE, SwiGLU, embedding.
+    Set against `dtrain bench forward --profile` run in the same minutes."""
+    linear = torch.nn.functional.linear
+    x, h = torch.randn(1024, 576), torch.randn(1024, 1536)
+
+    def products():
+        t0 = time.perf_counter()
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight,
+                      mlp.gate_proj.weight, mlp.up_proj.weight):
+                linear(x, w)
+            linear(h, mlp.down_proj.weight)
+        t1 = time.perf_counter()
+        linear(x, model.lm_head.weight)
+        return t1 - t0, time.perf_counter() - t1
+
+    with torch.no_grad():
+        model(ids)
+        products()
+        forward, layers, head = [], [], []
+        for _ in range(7):
+            t = time.perf_counter()
+            model(ids)
+            forward.append(time.perf_counter() - t)
+            a, b = products()
+            layers.append(a)
+            head.append(b)
+    f, p, l = (sorted(v)[3] for v in (forward, layers, head))
+    print(f"forward {f:.3f} s ({1024 / f:.0f} tokens/s)  layer products {p:.3f}  lm head {l:.3f}  rest {f - p - l:.3f}")
+
+
+if "--budget" in sys.argv:
+    budget()
+    sys.exit(0)
 
 with torch.no_grad():
     s, best = timed(lambda: model(ids))

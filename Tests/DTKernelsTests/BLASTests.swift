@@ -6,9 +6,25 @@ import XCTest
 final class BLASTests: XCTestCase {
     /// Invariant: BLAS.gemm == naiveGemm for all transposes, with leading dimensions wider than the matrix.
     func testGemmMatchesNaiveReference() {
+        checkAgainstNaive([(1, 1, 1), (7, 5, 3), (33, 17, 65), (64, 128, 96), (130, 3, 257)])
+    }
+
+    /// Invariant: a narrow product that `gemm` splits across cores itself (by rows of C, or by columns when C is
+    /// short and wide; single-threaded OpenBLAS per part) equals the naive product, for every transpose.
+    func testSplitNarrowProductsMatchNaiveReference() {
+        let (workers, threads) = (Parallel.workers, BLAS.threads)
+        BLAS.configureThreads(2)
+        defer { BLAS.setThreads(threads); Parallel.workers = workers }
+        let shapes = [(301, 8, 600), (8, 301, 600), (257, 520, 9), (600, 7, 300)]
+        for (m, n, k) in shapes { XCTAssertTrue(BLAS.splitsAcrossCores(m: m, n: n, k: k), "\(m)x\(n)x\(k) is split") }
+        XCTAssertFalse(BLAS.splitsAcrossCores(m: 1024, n: 1536, k: 576), "wide products keep OpenBLAS's threading")
+        checkAgainstNaive(shapes)
+    }
+
+    func checkAgainstNaive(_ shapes: [(Int, Int, Int)]) {
         var seed: UInt64 = 7
         func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2000) / 1000 - 1 }
-        for (m, n, k) in [(1, 1, 1), (7, 5, 3), (33, 17, 65), (64, 128, 96), (130, 3, 257)] {
+        for (m, n, k) in shapes {
             for ta in [Transpose.noTrans, .trans] {
                 for tb in [Transpose.noTrans, .trans] {
                     let lda = (ta == .noTrans ? k : m) + 2, ldb = (tb == .noTrans ? n : k) + 1, ldc = n + 3
