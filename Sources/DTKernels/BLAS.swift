@@ -17,14 +17,22 @@ public enum BLAS {
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        func rows(_ part: Range<Int>) {
+            let i = part.lowerBound
+            gemm(ta, tb, m: part.count, n: n, k: k, alpha: alpha, a: ta == .noTrans ? a + i * lda : a + i, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c + i * ldc, ldc: ldc)
+        }
+        if splitsUnevenly(m: m, n: n, k: k) {
+            Parallel.splitBetweenTwoCores(m, rows)
+            return
+        }
         if splitsAcrossCores(m: m, n: n, k: k) {
             // One single-threaded call per core on its own rows of C (or columns when C is short and wide).
             let splitRows = m >= n
             Parallel.withSingleThreadedBLAS(splitRows ? m : n) { _, part in
                 let (i, count) = (part.lowerBound, part.count)
                 if splitRows {
-                    gemm(ta, tb, m: count, n: n, k: k, alpha: alpha, a: ta == .noTrans ? a + i * lda : a + i, lda: lda,
-                         b: b, ldb: ldb, beta: beta, c: c + i * ldc, ldc: ldc)
+                    rows(part)
                 } else {
                     gemm(ta, tb, m: m, n: count, k: k, alpha: alpha, a: a, lda: lda,
                          b: tb == .noTrans ? b + i : b + i * ldb, ldb: ldb, beta: beta, c: c + i, ldc: ldc)
@@ -44,6 +52,18 @@ public enum BLAS {
     static let narrowSide = 512
     static let minimumSplitLength = 64
     static let minimumSplitWork = 1 << 20
+
+    /// With two cores per rank, the layer-sized products (at least 256 rows, at most 4096 columns, no side
+    /// narrower than `narrowSide`) are split by rows in two single-threaded OpenBLAS calls whose shares follow
+    /// the cores' measured speeds (`Parallel.splitBetweenTwoCores`). On a shared VM the two cores rarely run
+    /// at the same speed, and OpenBLAS's threads wait for the slower one at every packed panel: the 210 layer
+    /// products of SmolLM2's forward took 1.15 / 1.09 / 1.09 s split this way vs 1.22 / 1.13 / 1.21 s with
+    /// OpenBLAS's threads inside dtrain's forward (one process, alternated, medians of 12), and in C 1.15 / 1.11
+    /// / 0.92 / 0.96 s vs 1.26 / 1.23 / 1.08 / 1.06 s (1.28 / 1.23 / 0.99 / 1.07 s in even halves).
+    /// The LM head (49152 columns) keeps OpenBLAS's threads.
+    public static func splitsUnevenly(m: Int, n: Int, k: Int) -> Bool {
+        Parallel.workers == 2 && m >= 256 && n <= 4096 && min(m, n, k) >= narrowSide && threads > 1
+    }
 
     /// Whether `gemm` splits this product itself (see `narrowSide`); false inside an already parallel region.
     public static func splitsAcrossCores(m: Int, n: Int, k: Int) -> Bool {

@@ -1,6 +1,8 @@
 // Splitting element-wise work and attention heads across this rank's cores. BLAS already uses them for large
 // products; the rest of a step would otherwise run on one core while the others wait.
 import Dispatch
+import Foundation
+import Synchronization
 
 public enum Parallel {
     /// Threads this rank may use (set with the BLAS thread count).
@@ -15,6 +17,48 @@ public enum Parallel {
         DispatchQueue.concurrentPerform(iterations: n) { w in
             body(w, (count * w / n)..<(count * (w + 1) / n))
         }
+    }
+
+    /// The calling thread's share of a two-way split, following the measured speeds (rows per second) of the
+    /// calling thread and of the helper thread: the cores of a shared machine do not run at the same speed.
+    public nonisolated(unsafe) static var callerSpeed = 1.0, helperSpeed = 1.0
+
+    /// Runs body on two row ranges that cover 0..<count, concurrently on the calling thread and one helper,
+    /// with BLAS single-threaded; the caller's range is sized by the two threads' recent speeds (moving
+    /// average of rows / second over the previous splits) and both ends are multiples of 16 rows.
+    public static func splitBetweenTwoCores(_ count: Int, _ body: (Range<Int>) -> Void) {
+        let share = callerSpeed / (callerSpeed + helperSpeed)
+        let cut = min(max(16, Int((share * Double(count) / 16).rounded()) * 16), count - 16)
+        let parts = [0..<cut, cut..<count]
+        let caller = pthread_self()
+        let claimed = Atomic<Int>(0)
+        var seconds = (0.0, 0.0), byCaller = (false, false)
+        let saved = BLAS.threads
+        BLAS.setThreads(1)
+        withUnsafeMutablePointer(to: &seconds) { seconds in
+            withUnsafeMutablePointer(to: &byCaller) { byCaller in
+                DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                    let isCaller = pthread_equal(pthread_self(), caller) != 0
+                    // The caller takes part 0 and the helper part 1, unless one thread runs both.
+                    let preferred = isCaller ? 0 : 1
+                    let part = claimed.bitwiseOr(1 << preferred, ordering: .relaxed).oldValue & (1 << preferred) == 0
+                        ? preferred : 1 - preferred
+                    if part != preferred { claimed.bitwiseOr(1 << part, ordering: .relaxed) }
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    body(parts[part])
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                    if part == 0 { seconds.pointee.0 = elapsed; byCaller.pointee.0 = isCaller }
+                    else { seconds.pointee.1 = elapsed; byCaller.pointee.1 = isCaller }
+                }
+            }
+        }
+        BLAS.setThreads(saved)
+        guard byCaller.0 != byCaller.1, seconds.0 > 0, seconds.1 > 0 else { return }   // one thread ran both
+        let speed0 = Double(parts[0].count) / seconds.0, speed1 = Double(parts[1].count) / seconds.1
+        let (callerNow, helperNow) = byCaller.0 ? (speed0, speed1) : (speed1, speed0)
+        let scale = 1 / (callerNow + helperNow)   // keep the averages' scale independent of the product's size
+        callerSpeed = 0.7 * callerSpeed + 0.3 * 2 * callerNow * scale
+        helperSpeed = 0.7 * helperSpeed + 0.3 * 2 * helperNow * scale
     }
 
     /// Runs `body` with BLAS single-threaded on each of the workers (for many small products in parallel).

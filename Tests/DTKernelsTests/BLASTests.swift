@@ -21,6 +21,22 @@ final class BLASTests: XCTestCase {
         checkAgainstNaive(shapes)
     }
 
+    /// Invariant: a layer-sized product split in two uneven row ranges (shares following the cores' measured
+    /// speeds) equals the naive product, for every transpose, also after the shares have moved off one half.
+    func testUnevenTwoCoreSplitMatchesNaiveReference() {
+        let (workers, threads) = (Parallel.workers, BLAS.threads)
+        BLAS.configureThreads(2)
+        defer { BLAS.setThreads(threads); Parallel.workers = workers }
+        let shapes = [(600, 513, 520), (517, 530, 512)]
+        for (m, n, k) in shapes { XCTAssertTrue(BLAS.splitsUnevenly(m: m, n: n, k: k), "\(m)x\(n)x\(k) is split unevenly") }
+        XCTAssertFalse(BLAS.splitsUnevenly(m: 1024, n: 49152, k: 576), "the LM head keeps OpenBLAS's threading")
+        for (callerSpeed, helperSpeed) in [(3.0, 1.0), (1.0, 5.0)] {
+            Parallel.callerSpeed = callerSpeed; Parallel.helperSpeed = helperSpeed
+            checkAgainstNaive(shapes)
+        }
+        Parallel.callerSpeed = 1; Parallel.helperSpeed = 1
+    }
+
     func checkAgainstNaive(_ shapes: [(Int, Int, Int)]) {
         var seed: UInt64 = 7
         func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2000) / 1000 - 1 }
