@@ -29,36 +29,33 @@ public enum Parallel {
     public static func splitBetweenTwoCores(_ count: Int, _ body: (Range<Int>) -> Void) {
         let share = callerSpeed / (callerSpeed + helperSpeed)
         let cut = min(max(16, Int((share * Double(count) / 16).rounded()) * 16), count - 16)
-        let parts = [0..<cut, cut..<count]
         let caller = pthread_self()
         let claimed = Atomic<Int>(0)
-        var seconds = (0.0, 0.0), byCaller = (false, false)
         let saved = BLAS.threads
         BLAS.setThreads(1)
-        withUnsafeMutablePointer(to: &seconds) { seconds in
-            withUnsafeMutablePointer(to: &byCaller) { byCaller in
-                DispatchQueue.concurrentPerform(iterations: 2) { _ in
-                    let isCaller = pthread_equal(pthread_self(), caller) != 0
-                    // The caller takes part 0 and the helper part 1, unless one thread runs both.
-                    let preferred = isCaller ? 0 : 1
-                    let part = claimed.bitwiseOr(1 << preferred, ordering: .relaxed).oldValue & (1 << preferred) == 0
-                        ? preferred : 1 - preferred
-                    if part != preferred { claimed.bitwiseOr(1 << part, ordering: .relaxed) }
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    body(parts[part])
-                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                    if part == 0 { seconds.pointee.0 = elapsed; byCaller.pointee.0 = isCaller }
-                    else { seconds.pointee.1 = elapsed; byCaller.pointee.1 = isCaller }
-                }
+        // Per part (0: rows 0..<cut, 1: the rest): seconds taken, and whether the calling thread ran it.
+        typealias Speeds = (caller: Double, helper: Double)   // rows per second of this product
+        let measured: Speeds? = withUnsafeTemporaryAllocation(of: (seconds: Double, byCaller: Bool).self, capacity: 2) { runs in
+            DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                let isCaller = pthread_equal(pthread_self(), caller) != 0
+                // The caller takes part 0 and the helper part 1; if one thread runs both iterations, its second
+                // finds its part taken and runs the other (two iterations, so each part runs exactly once).
+                let preferred = isCaller ? 0 : 1
+                let part = claimed.bitwiseOr(1 << preferred, ordering: .relaxed).oldValue & (1 << preferred) == 0
+                    ? preferred : 1 - preferred
+                let start = DispatchTime.now().uptimeNanoseconds
+                body(part == 0 ? 0..<cut : cut..<count)
+                runs[part] = (Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9, isCaller)
             }
+            guard runs[0].byCaller != runs[1].byCaller, runs[0].seconds > 0, runs[1].seconds > 0 else { return nil }
+            let speed0 = Double(cut) / runs[0].seconds, speed1 = Double(count - cut) / runs[1].seconds
+            return runs[0].byCaller ? (speed0, speed1) : (speed1, speed0)
         }
         BLAS.setThreads(saved)
-        guard byCaller.0 != byCaller.1, seconds.0 > 0, seconds.1 > 0 else { return }   // one thread ran both
-        let speed0 = Double(parts[0].count) / seconds.0, speed1 = Double(parts[1].count) / seconds.1
-        let (callerNow, helperNow) = byCaller.0 ? (speed0, speed1) : (speed1, speed0)
-        let scale = 1 / (callerNow + helperNow)   // keep the averages' scale independent of the product's size
-        callerSpeed = 0.7 * callerSpeed + 0.3 * 2 * callerNow * scale
-        helperSpeed = 0.7 * helperSpeed + 0.3 * 2 * helperNow * scale
+        guard let now = measured else { return }   // one thread ran both parts
+        // Moving averages of the two speeds' shares (rows per second differ from one product's shape to another's).
+        callerSpeed = 0.7 * callerSpeed + 0.6 * now.caller / (now.caller + now.helper)
+        helperSpeed = 0.7 * helperSpeed + 0.6 * now.helper / (now.caller + now.helper)
     }
 
     /// Runs `body` with BLAS single-threaded on each of the workers (for many small products in parallel).
