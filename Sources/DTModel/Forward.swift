@@ -5,25 +5,14 @@ import DTKernels
 import Foundation
 
 extension LlamaModel {
-    /// The frozen weight as fp32: its own storage, or dequantized into `scratch` (per-layer dequantization).
-    @inline(__always)
-    func denseWeight(_ w: FrozenMatrix, scratch: FloatBuffer) -> UnsafePointer<Float> {
-        if let dense = w.densePointer { return dense }
-        Profile.measure("dequantize") { w.dense(into: scratch.pointer) }
-        return UnsafePointer(scratch.pointer)
-    }
-
-    /// y (rows, out) = x (rows, in) · Wᵀ (+ beta·y) + adapter(x). The one entry point for projections.
+    /// y (rows, out) = x (rows, in) · Wᵀ (+ y when `accumulate`) + adapter(x). The one entry point for projections.
     @inline(__always)
     func project(_ layer: Int, _ p: TensorNames.Projection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                 rows: Int, beta: Float = 0, ws: ForwardWorkspace, adapter: ModelAdapter?) {
+                 rows: Int, accumulate: Bool = false, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        let weight = denseWeight(w, scratch: ws.weightScratch)
-        Profile.measure("forward \(p)") {
-            BLAS.linear(x, weight, y, rows: rows, inFeatures: w.cols, outFeatures: w.rows, beta: beta)
-        }
+        Profile.measure("forward \(p)") { w.forward(x, rows: rows, into: y, accumulate: accumulate, scratch: ws.productScratch) }
         if let adapter, adapter.adapts(layer: layer, p) {
-            Profile.measure("forward adapter") { adapter.forward(layer: layer, p, x: x, y: y, rows: rows) }
+            Profile.measure("forward adapter") { adapter.forward(layer: layer, p, weight: w, x: x, y: y, rows: rows) }
         }
     }
 
@@ -58,7 +47,7 @@ extension LlamaModel {
                               keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
                               probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
         }
-        project(l, .o, a.attention.pointer, x, rows: N, beta: 1, ws: ws, adapter: adapter)
+        project(l, .o, a.attention.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
         Profile.measure("forward norm") {
             a.middle.pointer.update(from: x, count: N * C)
             RMSNorm.forward(x, w.mlpNorm, a.norm2.pointer, rstd: a.rstd2.pointer, rows: N, channels: C, eps: c.rmsNormEps)
@@ -66,7 +55,7 @@ extension LlamaModel {
         project(l, .gate, a.norm2.pointer, a.gate.pointer, rows: N, ws: ws, adapter: adapter)
         project(l, .up, a.norm2.pointer, a.up.pointer, rows: N, ws: ws, adapter: adapter)
         Profile.measure("forward swiglu") { SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I) }
-        project(l, .down, a.hidden.pointer, x, rows: N, beta: 1, ws: ws, adapter: adapter)
+        project(l, .down, a.hidden.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
     }
 
     /// Runs all layers over the workspace's tokens and applies the final norm. With a KV cache (B = 1) the
@@ -79,7 +68,7 @@ extension LlamaModel {
         if let cache { precondition(ws.batch == 1 && start + T <= cache.capacity, "KV cache overflow") }
         for i in 0..<N { ws.positions[i] = Int32(start + i % T) }
         let x = ws.stream.pointer
-        embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.weightScratch)
+        embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.productScratch)
         if start == 0 { adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T) }
         for l in 0..<(upToLayer ?? c.layers) {
             if !ws.layerInputs.isEmpty { ws.layerInputs[l].pointer.update(from: x, count: N * C) }
@@ -93,14 +82,22 @@ extension LlamaModel {
     public func computeLogits(_ ws: ForwardWorkspace, firstRow: Int = 0, rows: Int, into out: UnsafeMutablePointer<Float>) {
         let x = UnsafePointer(ws.finalNorm.pointer + firstRow * config.hiddenSize)
         Profile.measure("forward lm head") {
-            (lmHead ?? embedding).forward(x, rows: rows, into: out, ldo: config.vocabSize, scratch: ws.weightScratch)
+            (lmHead ?? embedding).forward(x, rows: rows, into: out, ldo: config.vocabSize, scratch: ws.productScratch)
         }
     }
 
-    /// Full forward to logits (N, V) in `ws.logits`.
+    /// Full forward to logits in `ws.logits`: (N, V), or (targets, V) for the rows chosen by `ws.selectTargets`.
     public func forward(_ ws: ForwardWorkspace, adapter: ModelAdapter? = nil) {
         forwardLayers(ws, adapter: adapter)
-        computeLogits(ws, rows: ws.rows, into: ws.logits.pointer)
+        guard let targets = ws.targetCount else { return computeLogits(ws, rows: ws.rows, into: ws.logits.pointer) }
+        let C = config.hiddenSize
+        for i in 0..<targets {   // targetNorm (targets, C) = the selected rows of finalNorm
+            (ws.targetNorm.pointer + i * C).update(from: ws.finalNorm.pointer + Int(ws.targetRows[i]) * C, count: C)
+        }
+        Profile.measure("forward lm head") {
+            (lmHead ?? embedding).forward(ws.targetNorm.pointer, rows: targets, into: ws.logits.pointer, ldo: config.vocabSize,
+                                          scratch: ws.productScratch)
+        }
     }
 }
 

@@ -1,11 +1,16 @@
-// A frozen weight matrix (rows = out, cols = in), held either as fp32 or in its stored quantized blocks.
-// `dense(into:)` writes the fp32 rows in HF order, undoing llama.cpp's Q/K row permutation on the way.
+// A frozen weight matrix W (rows = out, cols = in) and the one place that multiplies by it. It owns the
+// storage switch — fp32, bf16 (converted once at load), GGUF blocks, NF4, a rank's shard — and the
+// precision of its products: `forward` (y = x · Wᵀ) and `backward` (dx = dy · W) run in fp32 through
+// OpenBLAS or in bf16 with fp32 accumulation through oneDNN, dequantizing per use into the product scratch.
+// Values are in HF row order: llama.cpp's Q/K row permutation is undone whenever rows are produced.
 import DTFormats
 import DTKernels
 
 public final class FrozenMatrix {
     public enum Storage {
         case dense(FloatBuffer)
+        /// fp32 values rounded to bf16 once at load (compute: bf16), HF row order.
+        case bf16(BF16Buffer)
         /// Raw blocks (rows × cols elements of `type`), kept alive by `owner` (a memory map or an array).
         case quantized(GGMLType, UnsafeRawPointer, owner: AnyObject)
         /// NF4 with double quantization (QLoRA), rows already in HF order.
@@ -16,12 +21,71 @@ public final class FrozenMatrix {
 
     public let rows: Int, cols: Int
     public let storage: Storage
+    /// The precision of this matrix's products (stored blocks are dequantized to it per use).
+    public let compute: ComputePrecision
     /// If set, stored row r of head h is HF row permutedRowSource(r): llama.cpp's interleaved RoPE order.
     let permutedHeads: Int?
 
-    public init(rows: Int, cols: Int, storage: Storage, permutedHeads: Int? = nil) {
-        self.rows = rows; self.cols = cols; self.storage = storage; self.permutedHeads = permutedHeads
+    public init(rows: Int, cols: Int, storage: Storage, compute: ComputePrecision = .fp32, permutedHeads: Int? = nil) {
+        self.rows = rows; self.cols = cols; self.storage = storage; self.compute = compute; self.permutedHeads = permutedHeads
     }
+
+    // MARK: products (forward and backward side by side)
+
+    /// y (n, rows) with leading dimension `ldy` = x (n, cols) · Wᵀ (+ y when `accumulate`).
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
+                        accumulate: Bool = false, scratch: ProductScratch) {
+        let weight = operand(scratch)   // gathers a sharded weight: every rank, even one with no rows
+        guard n > 0 else { return }
+        switch weight {
+        case .f32(let w):
+            BLAS.gemm(.noTrans, .trans, m: n, n: rows, k: cols, a: x, lda: cols, b: w, ldb: cols,
+                      beta: accumulate ? 1 : 0, c: y, ldc: ldy ?? rows)
+        case .bf16(let w):
+            let xb = scratch.roundedInput(x, ld: cols, rows: n, cols: cols)
+            BF16.gemm(.noTrans, .trans, m: n, n: rows, k: cols, a: xb, lda: cols, b: w, ldb: cols,
+                      accumulate: accumulate, c: y, ldc: ldy ?? rows)
+        }
+    }
+
+    /// dx (n, cols) = dy (n, rows) with leading dimension `lddy` · W (+ dx when `accumulate`). W gets no gradient.
+    public func backward(_ dy: UnsafePointer<Float>, lddy: Int? = nil, rows n: Int, into dx: UnsafeMutablePointer<Float>,
+                         accumulate: Bool = false, scratch: ProductScratch) {
+        let weight = operand(scratch)
+        guard n > 0 else { return }
+        switch weight {
+        case .f32(let w):
+            BLAS.gemm(.noTrans, .noTrans, m: n, n: cols, k: rows, a: dy, lda: lddy ?? rows, b: w, ldb: cols,
+                      beta: accumulate ? 1 : 0, c: dx, ldc: cols)
+        case .bf16(let w):
+            let dyb = scratch.roundedInput(dy, ld: lddy ?? rows, rows: n, cols: rows)
+            BF16.gemm(.noTrans, .noTrans, m: n, n: cols, k: rows, a: dyb, lda: rows, b: w, ldb: cols,
+                      accumulate: accumulate, c: dx, ldc: cols)
+        }
+    }
+
+    enum Operand { case f32(UnsafePointer<Float>), bf16(UnsafePointer<UInt16>) }
+
+    /// The weight in the product's precision: its own storage, or dequantized (gathered first when sharded)
+    /// into the scratch.
+    func operand(_ scratch: ProductScratch) -> Operand {
+        switch storage {
+        case .dense(let b): return .f32(b.pointer)
+        case .bf16(let b): return .bf16(b.pointer)
+        case .sharded(let p) where p.holdsBF16:
+            return .bf16(Profile.measure("dequantize") { p.gatherBF16() })
+        default:
+            precondition(scratch.weights.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
+            Profile.measure("dequantize") { dense(into: scratch.weights.pointer) }
+            guard compute == .bf16 else { return .f32(scratch.weights.pointer) }
+            Profile.measure("dequantize") {
+                BF16.convert(scratch.weights.pointer, ld: cols, into: scratch.weightsBF16.pointer, rows: rows, cols: cols)
+            }
+            return .bf16(scratch.weightsBF16.pointer)
+        }
+    }
+
+    // MARK: storage
 
     /// fp32 data if held dense (then `dense(into:)` is not needed).
     public var densePointer: UnsafePointer<Float>? {
@@ -32,9 +96,18 @@ public final class FrozenMatrix {
     public var storedBytes: Int {
         switch storage {
         case .dense: rows * cols * 4
+        case .bf16: rows * cols * 2
         case .quantized(let type, _, _): type.byteCount(elements: rows * cols)!
         case .nf4(let t): t.bytes
         case .sharded(let p): p.bytesHeld
+        }
+    }
+
+    /// Whether products read the weight as it is held (no per-use dequantization or gathering).
+    public var isResident: Bool {
+        switch storage {
+        case .dense, .bf16: true
+        case .quantized, .nf4, .sharded: false
         }
     }
 
@@ -43,6 +116,8 @@ public final class FrozenMatrix {
         switch storage {
         case .dense(let b):
             out.update(from: b.pointer, count: rows * cols)
+        case .bf16(let b):
+            BF16.toFloat(b.pointer, into: out, count: rows * cols)
         case .quantized(let type, let raw, _):
             let rowBytes = type.byteCount(elements: cols)!
             Parallel.ranges(rows, minimumPerWorker: 32) { _, range in
@@ -68,7 +143,12 @@ public final class FrozenMatrix {
         if case .nf4 = storage { return self }   // already NF4 (a bitsandbytes checkpoint): never quantize twice
         let dense = FloatBuffer(count: rows * cols, zeroed: false)
         self.dense(into: dense.pointer)
-        return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)))
+        return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)), compute: compute)
+    }
+
+    /// The same storage with products in `compute` precision.
+    public func computing(in compute: ComputePrecision) -> FrozenMatrix {
+        FrozenMatrix(rows: rows, cols: cols, storage: storage, compute: compute, permutedHeads: permutedHeads)
     }
 
     /// HF row index of stored row `r` (identity unless the rows are in llama.cpp's permuted order).
@@ -80,11 +160,38 @@ public final class FrozenMatrix {
         return h * d + (within % 2) * (d / 2) + within / 2
     }
 
-    /// A dense fp32 copy in HF order.
-    public func densified() -> FrozenMatrix {
-        if case .dense = storage, permutedHeads == nil { return self }
+    /// A resident copy in HF order for products in `compute`: fp32, or rounded to bf16 once.
+    public func resident(_ compute: ComputePrecision = .fp32) -> FrozenMatrix {
+        switch (storage, compute) {
+        case (.dense, .fp32) where permutedHeads == nil, (.bf16, .bf16): return self
+        default: break
+        }
         let b = FloatBuffer(count: rows * cols, zeroed: false)
         dense(into: b.pointer)
-        return FrozenMatrix(rows: rows, cols: cols, storage: .dense(b))
+        guard compute == .bf16 else { return FrozenMatrix(rows: rows, cols: cols, storage: .dense(b)) }
+        return FrozenMatrix(rows: rows, cols: cols, storage: .bf16(BF16Buffer(b.pointer, count: rows * cols)), compute: .bf16)
     }
+}
+
+/// The buffers products need besides their operands, allocated once per workspace: one projection (or
+/// vocabulary chunk) dequantized to fp32 and to bf16, and the activations rounded to bf16 at a product's input.
+public final class ProductScratch {
+    public let weights: FloatBuffer      // (largest per-use weight) fp32
+    public let weightsBF16: BF16Buffer   // (largest per-use weight) bf16
+    public let input: BF16Buffer         // (rows, widest product input) bf16
+
+    public init(weightElements: Int, bf16Weights: Bool, inputElements: Int) {
+        weights = FloatBuffer(count: weightElements)
+        weightsBF16 = BF16Buffer(count: bf16Weights ? weightElements : 0)
+        input = BF16Buffer(count: inputElements)
+    }
+
+    /// x (rows, cols) with leading dimension `ld`, rounded to bf16 into `input` (contiguous).
+    func roundedInput(_ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) -> UnsafePointer<UInt16> {
+        precondition(rows * cols <= input.count, "bf16 input scratch of \(input.count) for a (\(rows), \(cols)) input")
+        Profile.measure("bf16 rounding") { BF16.convert(x, ld: ld, into: input.pointer, rows: rows, cols: cols) }
+        return UnsafePointer(input.pointer)
+    }
+
+    public var bytes: Int { weights.count * 4 + weightsBF16.count * 2 + input.count * 2 }
 }

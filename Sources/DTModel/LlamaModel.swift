@@ -32,6 +32,8 @@ public final class LlamaModel {
     public let layers: [LayerWeights]
     public let rope: RoPETable
     public let precision: WeightPrecision
+    /// Precision of the frozen-weight products (bf16: weights rounded once at load, or dequantized per use to bf16).
+    public let compute: ComputePrecision
     public let placement: Placement
     let gatherScratch: GatherScratch
     /// Frozen weights are turned into fp32 right before each use (quantized, or gathered from the ranks):
@@ -40,9 +42,10 @@ public final class LlamaModel {
 
     /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection
     /// and of the embedding / LM head.
-    public init(source: ModelSource, precision: WeightPrecision = .fp32, maxPositions: Int? = nil,
+    public init(source: ModelSource, precision: WeightPrecision = .fp32, compute: ComputePrecision = .fp32, maxPositions: Int? = nil,
                 placement: Placement = .replicated, comm: Communicator? = nil) throws {
         self.placement = placement
+        self.compute = compute
         let splitsAcrossRanks = placement == .sharded && (comm?.size ?? 1) > 1
         let dequantizesPerUse = precision != .fp32 || splitsAcrossRanks
         self.dequantizesPerUse = dequantizesPerUse
@@ -84,9 +87,9 @@ public final class LlamaModel {
             }
             let held: FrozenMatrix
             switch precision {
-            case .fp32: held = m.densified()
-            case .asStored: held = m
-            case .nf4: held = (rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m
+            case .fp32: held = m.resident(compute)
+            case .asStored: held = m.computing(in: compute)
+            case .nf4: held = ((rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m).computing(in: compute)
             }
             return shard(held)
         }
@@ -98,13 +101,21 @@ public final class LlamaModel {
         let (qRows, kvRows) = (c.heads * c.headDim, c.kvHeads * c.headDim)
         /// fp32 and replicated: one dense matrix. Otherwise chunks the size of the per-layer scratch, kept as
         /// stored (QLoRA) and sharded like the projections.
-        func vocabulary(_ name: String) throws -> VocabularyMatrix {
+        /// With bf16 products over a resident fp32 base, embeddings are looked up in fp32 and the LM head
+        /// multiplies a bf16 copy: a tied matrix keeps both, an untied embedding only fp32, the head only bf16.
+        func vocabulary(_ name: String, lookup: Bool, products: Bool) throws -> VocabularyMatrix {
             let whole = try raw(name, [V, C]).asMatrix(rows: V, cols: C)
             let chunkRows = dequantizesPerUse ? max(1, Self.largestProjection(c) / C) : V
-            return VocabularyMatrix(whole, chunkRows: chunkRows) { shard(precision == .fp32 ? $0.densified() : $0) }
+            if precision == .fp32 && compute == .bf16 && !splitsAcrossRanks && lookup {
+                let rows = whole.resident(.fp32)
+                return VocabularyMatrix(whole, chunkRows: chunkRows, lookup: rows) { products ? $0.resident(.bf16) : rows }
+            }
+            return VocabularyMatrix(whole, chunkRows: chunkRows) {
+                shard(precision == .fp32 ? $0.resident(compute) : $0.computing(in: compute))
+            }
         }
-        embedding = try vocabulary(TensorNames.embedding)
-        lmHead = c.tiedEmbeddings ? nil : try vocabulary(TensorNames.lmHead)
+        embedding = try vocabulary(TensorNames.embedding, lookup: true, products: c.tiedEmbeddings)
+        lmHead = c.tiedEmbeddings ? nil : try vocabulary(TensorNames.lmHead, lookup: false, products: true)
         finalNorm = try vector(TensorNames.finalNorm, C)
         var layers: [LayerWeights] = []
         for l in 0..<c.layers {
@@ -140,8 +151,11 @@ public final class LlamaModel {
         return total
     }
 
-    /// Bytes of the scratch buffers (fp32 dequantization of one projection, gather buffer for sharding).
-    public var scratchBytes: Int { (dequantizesPerUse ? largestProjection * 4 : 0) + gatherScratch.bytes.count }
+    /// Bytes of the scratch buffers (per-use dequantization of one projection, bf16 inputs, gather buffer).
+    public func scratchBytes(rows: Int) -> Int {
+        let n = productScratchElements(rows: rows)
+        return n.weights * (compute == .bf16 ? 6 : 4) + n.input * 2 + gatherScratch.bytes.count
+    }
 
     /// Largest projection (elements), the size of the per-layer dequantization scratch.
     public var largestProjection: Int { Self.largestProjection(config) }
@@ -150,8 +164,18 @@ public final class LlamaModel {
         c.hiddenSize * max(c.heads * c.headDim, c.intermediateSize)
     }
 
-    /// A buffer for dequantizing one projection or one vocabulary chunk (empty when nothing needs it).
-    public func makeWeightScratch() -> FloatBuffer {
-        FloatBuffer(count: dequantizesPerUse ? largestProjection : 0)
+    /// Elements of the product scratch for up to `rows` activation rows: one per-use weight (when weights are
+    /// dequantized or gathered per use) and, for bf16 products, the widest product input rounded to bf16
+    /// (an LM head chunk's width in backward).
+    func productScratchElements(rows: Int) -> (weights: Int, input: Int) {
+        let c = config
+        let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headDim, (lmHead ?? embedding).chunkRows)
+        return (dequantizesPerUse ? largestProjection : 0, compute == .bf16 ? rows * widest : 0)
+    }
+
+    /// Scratch for the products of up to `rows` activation rows (dequantization and bf16 rounding).
+    public func makeProductScratch(rows: Int) -> ProductScratch {
+        let n = productScratchElements(rows: rows)
+        return ProductScratch(weightElements: n.weights, bf16Weights: compute == .bf16, inputElements: n.input)
     }
 }

@@ -30,6 +30,7 @@ public final class ShardedPayload {
         case ggml(GGMLType, permutedHeads: Int?)
         case nf4(NF4.Tensor)      // scales replicated (small); its codes are what is sharded
         case f32
+        case bf16
     }
     let kind: Kind
     let local: UnsafeMutableRawBufferPointer   // this rank's share (padded to `share` bytes)
@@ -52,14 +53,29 @@ public final class ShardedPayload {
 
     deinit { local.deallocate() }
 
-    /// All-gathers the full payload and dequantizes the (rows, cols) matrix in HF row order into `out`.
-    func dense(rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+    var holdsBF16: Bool { if case .bf16 = kind { return true } else { return false } }
+
+    /// All-gathers the full payload into the shared scratch and returns it (raw bytes in stored order).
+    private func gather() -> UnsafeRawPointer {
         let gathered = UnsafeMutableRawBufferPointer(rebasing: scratch.bytes[0..<(share * comm.size)])
         comm.allGather(UnsafeRawBufferPointer(rebasing: local[0..<share]), into: gathered)
-        let raw = UnsafeRawPointer(gathered.baseAddress!)
+        return UnsafeRawPointer(gathered.baseAddress!)
+    }
+
+    /// All-gathers a bf16 matrix and returns it in place in the gather scratch (valid until the next gather).
+    func gatherBF16() -> UnsafePointer<UInt16> {
+        precondition(holdsBF16)
+        return gather().assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// All-gathers the full payload and dequantizes the (rows, cols) matrix in HF row order into `out`.
+    func dense(rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        let raw = gather()
         switch kind {
         case .f32:
             UnsafeMutableRawPointer(out).copyMemory(from: raw, byteCount: rows * cols * 4)
+        case .bf16:
+            BF16.toFloat(raw.assumingMemoryBound(to: UInt16.self), into: out, count: rows * cols)
         case .nf4(let t):
             FrozenMatrix.dequantizeNF4(t, codes: raw.assumingMemoryBound(to: UInt8.self), into: out)
         case .ggml(let type, let heads):
@@ -84,6 +100,9 @@ extension FrozenMatrix {
         case .dense(let b):
             payload = ShardedPayload(kind: .f32, payload: UnsafeRawBufferPointer(start: b.pointer, count: rows * cols * 4),
                                      unit: cols * 4, comm: comm, scratch: scratch)
+        case .bf16(let b):
+            payload = ShardedPayload(kind: .bf16, payload: UnsafeRawBufferPointer(start: b.pointer, count: rows * cols * 2),
+                                     unit: cols * 2, comm: comm, scratch: scratch)
         case .quantized(let type, let raw, _):
             payload = ShardedPayload(kind: .ggml(type, permutedHeads: permutedHeads),
                                      payload: UnsafeRawBufferPointer(start: raw, count: type.byteCount(elements: rows * cols)!),
@@ -97,6 +116,6 @@ extension FrozenMatrix {
         case .sharded:
             return self
         }
-        return FrozenMatrix(rows: rows, cols: cols, storage: .sharded(payload))
+        return FrozenMatrix(rows: rows, cols: cols, storage: .sharded(payload), compute: compute)
     }
 }

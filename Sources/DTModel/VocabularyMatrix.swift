@@ -13,9 +13,14 @@ public final class VocabularyMatrix {
     public let chunkRows: Int
     let chunks: [FrozenMatrix]
 
+    /// fp32 rows for `lookup` when the chunks hold the products' bf16 copy: embeddings are looked up in
+    /// fp32 (as autocast leaves them) while the tied LM head multiplies in bf16.
+    let lookupRows: FrozenMatrix?
+
     /// `whole` is the full (V, C) matrix as stored; `chunkRows` = V keeps it in one piece.
-    init(_ whole: FrozenMatrix, chunkRows: Int, transform: (FrozenMatrix) -> FrozenMatrix) {
+    init(_ whole: FrozenMatrix, chunkRows: Int, lookup: FrozenMatrix? = nil, transform: (FrozenMatrix) -> FrozenMatrix) {
         rows = whole.rows; cols = whole.cols
+        lookupRows = lookup
         let step = max(1, min(chunkRows, whole.rows))
         self.chunkRows = step
         guard step < whole.rows else { chunks = [transform(whole)]; return }
@@ -24,24 +29,30 @@ public final class VocabularyMatrix {
         }
     }
 
-    public var storedBytes: Int { chunks.reduce(0) { $0 + $1.storedBytes } }
+    public var storedBytes: Int {
+        chunks.reduce(0) { $0 + ($1 === lookupRows ? 0 : $1.storedBytes) } + (lookupRows?.storedBytes ?? 0)
+    }
 
     /// The fp32 matrix when held in one dense piece (LoRA), else nil.
-    public var densePointer: UnsafePointer<Float>? { chunks.count == 1 ? chunks[0].densePointer : nil }
+    public var densePointer: UnsafePointer<Float>? { lookupRows?.densePointer ?? (chunks.count == 1 ? chunks[0].densePointer : nil) }
 
     @inline(__always) func chunkRange(_ i: Int) -> Range<Int> { (i * chunkRows)..<min((i + 1) * chunkRows, rows) }
 
     /// A chunk as fp32: its own storage, or dequantized (gathered first when sharded) into `scratch`.
-    @inline(__always) func dense(_ i: Int, scratch: FloatBuffer) -> UnsafePointer<Float> {
+    @inline(__always) func dense(_ i: Int, scratch: ProductScratch) -> UnsafePointer<Float> {
         if let p = chunks[i].densePointer { return p }
-        Profile.measure("dequantize") { chunks[i].dense(into: scratch.pointer) }
-        return UnsafePointer(scratch.pointer)
+        Profile.measure("dequantize") { chunks[i].dense(into: scratch.weights.pointer) }
+        return UnsafePointer(scratch.weights.pointer)
     }
 
     /// out (n, C) row r = row ids[r] of the matrix. Rows are read straight from their chunk's storage when it
     /// allows; sharded chunks are gathered whether or not this rank needs a row of them (collective).
-    public func lookup(_ ids: UnsafePointer<Int32>, count n: Int, into out: UnsafeMutablePointer<Float>, scratch: FloatBuffer) {
+    public func lookup(_ ids: UnsafePointer<Int32>, count n: Int, into out: UnsafeMutablePointer<Float>, scratch: ProductScratch) {
         for r in 0..<n { precondition(ids[r] >= 0 && Int(ids[r]) < rows, "token id \(ids[r]) outside the vocabulary") }
+        if let lookupRows {
+            for r in 0..<n { lookupRows.denseRow(Int(ids[r]), into: out + r * cols) }
+            return
+        }
         for i in chunks.indices {
             let range = chunkRange(i), chunk = chunks[i]
             var wanted = false
@@ -58,22 +69,16 @@ public final class VocabularyMatrix {
     }
 
     /// out (n, V) with leading dimension `ldo` = x (n, C) · Wᵀ, one product per chunk.
-    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, scratch: FloatBuffer) {
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, scratch: ProductScratch) {
         for i in chunks.indices {
-            let range = chunkRange(i)
-            let w = dense(i, scratch: scratch)
-            BLAS.gemm(.noTrans, .trans, m: n, n: range.count, k: cols, a: x, lda: cols, b: w, ldb: cols,
-                      c: out + range.lowerBound, ldc: ldo)
+            chunks[i].forward(x, rows: n, into: out + chunkRange(i).lowerBound, ldy: ldo, scratch: scratch)
         }
     }
 
     /// dx (n, C) = dy (n, V) · W, one product per chunk (no gradient for W: it is frozen).
-    public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>, scratch: FloatBuffer) {
+    public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>, scratch: ProductScratch) {
         for i in chunks.indices {
-            let range = chunkRange(i)
-            let w = dense(i, scratch: scratch)
-            BLAS.gemm(.noTrans, .noTrans, m: n, n: cols, k: range.count, a: dy + range.lowerBound, lda: rows, b: w, ldb: cols,
-                      beta: i == 0 ? 0 : 1, c: dx, ldc: cols)
+            chunks[i].backward(dy + chunkRange(i).lowerBound, lddy: rows, rows: n, into: dx, accumulate: i > 0, scratch: scratch)
         }
     }
 }
@@ -86,10 +91,15 @@ extension FrozenMatrix {
         case .dense(let b):
             let slice = FloatBuffer(count: range.count * cols, zeroed: false)
             slice.pointer.update(from: b.pointer + range.lowerBound * cols, count: range.count * cols)
-            return FrozenMatrix(rows: range.count, cols: cols, storage: .dense(slice))
+            return FrozenMatrix(rows: range.count, cols: cols, storage: .dense(slice), compute: compute)
+        case .bf16(let b):
+            let slice = BF16Buffer(count: range.count * cols)
+            slice.pointer.update(from: b.pointer + range.lowerBound * cols, count: range.count * cols)
+            return FrozenMatrix(rows: range.count, cols: cols, storage: .bf16(slice), compute: compute)
         case .quantized(let type, let raw, let owner):
             let rowBytes = type.byteCount(elements: cols)!
-            return FrozenMatrix(rows: range.count, cols: cols, storage: .quantized(type, raw + range.lowerBound * rowBytes, owner: owner))
+            return FrozenMatrix(rows: range.count, cols: cols, storage: .quantized(type, raw + range.lowerBound * rowBytes, owner: owner),
+                                compute: compute)
         case .nf4, .sharded:
             preconditionFailure("row slices are taken before quantizing or sharding")
         }
@@ -100,7 +110,7 @@ extension FrozenMatrix {
     /// Whether `denseRow` can read one row without dequantizing the whole matrix.
     var readsRowsDirectly: Bool {
         switch storage {
-        case .dense, .quantized: return true
+        case .dense, .bf16, .quantized: return true
         case .nf4, .sharded: return false
         }
     }
@@ -110,6 +120,8 @@ extension FrozenMatrix {
         switch storage {
         case .dense(let b):
             out.update(from: b.pointer + r * cols, count: cols)
+        case .bf16(let b):
+            BF16.toFloat(b.pointer + r * cols, into: out, count: cols)
         case .quantized(let type, let raw, _):
             precondition(permutedHeads == nil)
             let rowBytes = type.byteCount(elements: cols)!

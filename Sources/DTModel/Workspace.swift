@@ -77,8 +77,13 @@ public final class ForwardWorkspace {
     public let stream: FloatBuffer                            // (N, C) residual stream
     public let finalNorm: FloatBuffer                         // (N, C)
     public let finalRstd: FloatBuffer                         // (N)
-    public let logits: FloatBuffer                            // (N, V), or empty when logits are not wanted
-    public let weightScratch: FloatBuffer                     // largest projection, for per-layer dequantization
+    public let logits: FloatBuffer                            // (N, V), or (targets, V) when rows are selected; empty when not wanted
+    /// Rows whose logits the LM head computes when a selection is set (`selectTargets`): only positions that
+    /// have a target pay for the vocabulary product, forward and backward.
+    public let targetRows: UnsafeMutableBufferPointer<Int32>  // (N)
+    public private(set) var targetCount: Int?                 // nil: every row
+    let targetNorm: FloatBuffer                               // (N, C) final-norm rows of the targets, then their gradient
+    public let productScratch: ProductScratch                 // per-use dequantization, (N, widest input) bf16 rounding
     public let gradients: GradientBuffers?
 
     public init(model: LlamaModel, batch: Int, length: Int, mode: Mode = .inference, withLogits: Bool = true) {
@@ -98,11 +103,31 @@ public final class ForwardWorkspace {
         finalNorm = FloatBuffer(count: n * c.hiddenSize)
         finalRstd = FloatBuffer(count: n)
         logits = FloatBuffer(count: withLogits ? n * c.vocabSize : 0)
-        weightScratch = model.makeWeightScratch()
+        targetRows = .allocate(capacity: n); targetRows.initialize(repeating: 0)
+        targetNorm = FloatBuffer(count: withLogits ? n * c.hiddenSize : 0)
+        productScratch = model.makeProductScratch(rows: n)
         gradients = training ? GradientBuffers(c, batch: batch, length: length) : nil
     }
 
-    deinit { tokens.deallocate(); positions.deallocate() }
+    deinit { tokens.deallocate(); positions.deallocate(); targetRows.deallocate() }
+
+    /// Rows the LM head computes: all N, or the selected ones.
+    public var logitRows: Int { targetCount ?? rows }
+
+    /// From now until the next load or reshape, the LM head computes only rows whose label (N) is ≥ 0, in row
+    /// order; their labels are moved to the front of `labels` (so logits row i has label labels[i]). Returns
+    /// the number of such rows.
+    @discardableResult
+    public func selectTargets(labels: UnsafeMutablePointer<Int32>) -> Int {
+        var n = 0
+        for r in 0..<rows where labels[r] >= 0 {
+            targetRows[n] = Int32(r)
+            labels[n] = labels[r]
+            n += 1
+        }
+        targetCount = n
+        return n
+    }
 
     public func activations(_ layer: Int) -> LayerActivations { activations[activations.count == 1 ? 0 : layer] }
 
@@ -111,6 +136,7 @@ public final class ForwardWorkspace {
         precondition(batch >= 1 && batch <= maxBatch && length >= 1 && length <= maxLength,
                      "shape (\(batch), \(length)) exceeds the workspace (\(maxBatch), \(maxLength))")
         self.batch = batch; self.length = length
+        targetCount = nil
     }
 
     /// Loads sequences right-padded to the longest (plus `reserved` leading slots per sequence, filled by

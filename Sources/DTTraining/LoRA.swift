@@ -91,7 +91,8 @@ public final class LoRAAdapter: ModelAdapter {
         return UnsafePointer(out)
     }
 
-    public func forward(layer: Int, _ p: TensorNames.Projection, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int) {
+    public func forward(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, x: UnsafePointer<Float>,
+                        y: UnsafeMutablePointer<Float>, rows: Int) {
         let s = slots[Self.key(layer, p)]!
         let r = options.rank
         let xd = dropped(x, s, rows: rows)
@@ -101,8 +102,8 @@ public final class LoRAAdapter: ModelAdapter {
                   b: arena.value(s.b), ldb: r, beta: 1, c: y, ldc: s.outFeatures)
     }
 
-    public func backward(layer: Int, _ p: TensorNames.Projection, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>, rows: Int) {
+    public func backward(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, x: UnsafePointer<Float>,
+                         dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, rows: Int) {
         let s = slots[Self.key(layer, p)]!
         let r = options.rank, scale = options.scale
         // dB (out, r) += scale · dyᵀ (out, rows) · u (rows, r)

@@ -40,10 +40,10 @@ public final class PromptTuningAdapter: TrainableAdapter {
             var ids = tokenizer.encode(text)
             guard !ids.isEmpty else { throw CommandLineError("prompt_init_text is empty: TEXT initialisation needs some text") }
             while ids.count < virtualTokens { ids += ids }
-            model.embedding.lookup(Array(ids.prefix(virtualTokens)), count: virtualTokens, into: p, scratch: model.makeWeightScratch())
+            model.embedding.lookup(Array(ids.prefix(virtualTokens)), count: virtualTokens, into: p, scratch: model.makeProductScratch(rows: 0))
         case .sampleVocab:
             let ids = (0..<virtualTokens).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
-            model.embedding.lookup(ids, count: virtualTokens, into: p, scratch: model.makeWeightScratch())
+            model.embedding.lookup(ids, count: virtualTokens, into: p, scratch: model.makeProductScratch(rows: 0))
         case .random:
             for i in 0..<entry.count {
                 let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(rng.next() >> 11) / Double(1 << 53)

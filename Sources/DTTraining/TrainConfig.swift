@@ -2,6 +2,7 @@
 // same name (`learning_rate` ↔ `--learning-rate`); flags win over the file, the file over the defaults.
 // Unknown keys and ill-typed values are errors naming the file (or flag) and the key.
 import DTFormats
+import DTKernels
 import DTModel
 import Foundation
 import Yams
@@ -10,6 +11,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var method = "lora"
     public var model = ""
     public var precision = "fp32"
+    public var compute = "auto"
     public var quant = "nf4"
     public var placement = "auto"
     public var data = ""
@@ -60,6 +62,7 @@ public struct TrainConfig: Equatable, Sendable {
     public static let keys: [(String, String)] = [
         ("method", "lora, qlora or prompt"), ("model", "GGUF file or HF directory (empty: the default model)"),
         ("precision", "fp32, as-stored (GGUF blocks) or nf4 (NF4 + double quantization at load)"),
+        ("compute", "frozen-weight products: auto (bf16 where the CPU has AVX512_BF16 or AMX, else fp32), bf16 or fp32"),
         ("quant", "qlora: nf4 or as-stored (the frozen base's precision)"),
         ("placement", "frozen base across ranks: auto (sharded for a quantized base on > 1 rank), sharded or replicated"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
         ("valid_split", "fraction of the training data held out when valid_data is empty"), ("output", "run directory"),
@@ -96,6 +99,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "method": method = try oneOf(["lora", "qlora", "prompt", "probe"])
         case "model": model = value
         case "precision": precision = try oneOf(WeightPrecision.allCases.map(\.rawValue))
+        case "compute": compute = try oneOf(ComputeRequest.allCases.map(\.rawValue))
         case "quant": quant = try oneOf(["nf4", "as-stored"])
         case "placement": placement = try oneOf(["auto", "sharded", "replicated"])
         case "data": data = value
@@ -150,7 +154,7 @@ public struct TrainConfig: Equatable, Sendable {
 
     public func value(_ key: String) -> String {
         switch key {
-        case "method": method; case "model": model; case "precision": precision; case "quant": quant; case "placement": placement; case "data": data
+        case "method": method; case "model": model; case "precision": precision; case "compute": compute; case "quant": quant; case "placement": placement; case "data": data
         case "valid_data": validData; case "valid_split": "\(validSplit)"; case "output": output
         case "max_length": "\(maxLength)"; case "train_on_prompt": "\(trainOnPrompt)"; case "chat_template": chatTemplate
         case "batch_size": "\(batchSize)"; case "micro_batch_size": "\(microBatchSize)"; case "epochs": "\(epochs)"
@@ -210,6 +214,11 @@ public struct TrainConfig: Equatable, Sendable {
     /// The frozen base's precision: `quant` for QLoRA, else `precision`.
     public var weightPrecision: WeightPrecision {
         WeightPrecision(rawValue: method == "qlora" ? quant : precision)!
+    }
+
+    /// The products' precision on this CPU (`compute: bf16` where it has no bf16 instructions is an error).
+    public func computePrecision() throws -> ComputePrecision {
+        try ComputePrecision.resolve(ComputeRequest(rawValue: compute)!)
     }
 
     /// Where the frozen base lives on `ranks` ranks.

@@ -62,13 +62,13 @@ public final class Trainer {
     private var cachedEpoch = -1
     private var cachedOrder: [Int] = []
 
-    /// Loads examples (after the adapter's virtual tokens) into the workspace and the label buffer, and
-    /// prepares the adapter; returns the number of target tokens.
+    /// Loads examples (after the adapter's virtual tokens) into the workspace and the label buffer, selects
+    /// the target rows for the LM head (their labels first in the buffer) and prepares the adapter; returns
+    /// the number of target tokens.
     func load(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int) -> Int {
         let V = adapter.virtualTokens
         workspace.load(examples.map(\.tokens), padToken: padToken, reserved: V)
         let T = workspace.length
-        var targets = 0
         var keys: [UInt64] = []
         keys.reserveCapacity(workspace.rows)
         for b in 0..<workspace.batch {
@@ -76,12 +76,12 @@ public final class Trainer {
                 let i = t - V
                 let label = i >= 0 && i < examples[b].labels.count ? examples[b].labels[i] : ignoreLabel
                 labels[b * T + t] = label
-                if label >= 0 { targets += 1 }
                 keys.append(UInt64(positions[b]) << 20 | UInt64(t))
             }
         }
         adapter.prepare(training: training, step: step, rowKeys: keys)
-        return targets
+        // The LM head and the loss run only where there is a target (prompt tokens and padding have none).
+        return workspace.selectTargets(labels: labels.baseAddress!)
     }
 
     /// A one-token batch with no target: keeps the ranks' passes in step without contributing.
@@ -104,7 +104,7 @@ public final class Trainer {
             targets += positions.isEmpty ? loadEmpty(training: true, step: s)
                 : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s)
             model.forward(workspace, adapter: adapter)
-            lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
+            lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
                                                vocab: model.config.vocabSize, gradScale: 1)
             model.backward(workspace, adapter: adapter)
         }
@@ -137,7 +137,7 @@ public final class Trainer {
             sums[1] += Double(chunk.isEmpty ? loadEmpty(training: false, step: 0)
                 : load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
             model.forward(workspace, adapter: withAdapter ? adapter : nil)
-            sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.rows,
+            sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
                                                vocab: model.config.vocabSize, gradScale: 0)
         }
         sums = comm.allReduceSum(sums)

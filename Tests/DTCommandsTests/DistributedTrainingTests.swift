@@ -43,7 +43,7 @@ final class DistributedTrainingTests: XCTestCase {
     func train(_ extra: [String], ranks: Int = 0, output: String, env: [String: String] = [:]) throws -> DTrainProcess.Result {
         let args = ["train", "--model", Self.model, "--data", Self.data, "--output", output, "--max-steps", "5",
                     "--batch-size", "8", "--learning-rate", "0.01", "--lora-rank", "4", "--warmup-steps", "1", "--log-every", "1",
-                    "--threads", "1"] + extra
+                    "--threads", "1", "--compute", "fp32"] + extra   // world-size invariance is checked on the exact path
         let r = try DTrainProcess.run(args, ranks: ranks, environment: env)
         XCTAssertEqual(r.status, 0, "dtrain \(args.joined(separator: " ")) failed:\n\(r.stderr)")
         return r
@@ -132,7 +132,7 @@ final class QLoRAPlacementTests: XCTestCase {
             let r = try DTrainProcess.run(["train", "--method", "qlora", "--quant", "nf4", "--placement", placement,
                                            "--model", DistributedTrainingTests.model, "--data", DistributedTrainingTests.data,
                                            "--output", out, "--max-steps", "4", "--batch-size", "8", "--micro-batch-size", "4",
-                                           "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1"], ranks: ranks)
+                                           "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1", "--compute", "fp32"], ranks: ranks)
             XCTAssertEqual(r.status, 0, r.stderr)
             if ranks > 1 { XCTAssertTrue(r.stderr.contains("(\(placement), nf4)"), r.stderr) }
             if let range = r.stderr.range(of: #"memory per rank: base [0-9.]+ [KM]iB"#, options: .regularExpression) {

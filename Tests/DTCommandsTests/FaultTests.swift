@@ -25,7 +25,8 @@ final class FaultTests: XCTestCase {
 
     func args(_ output: String, steps: Int, _ extra: [String] = []) -> [String] {
         ["train", "--model", Self.model, "--data", Self.data, "--output", output, "--max-steps", "\(steps)", "--batch-size", "8",
-         "--micro-batch-size", "2", "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1", "--log-every", "1"] + extra
+         "--micro-batch-size", "2", "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1", "--log-every", "1",
+         "--compute", "fp32"] + extra   // resumes onto other world sizes are compared on the exact path
     }
 
     /// Invariant: kill -9 of one rank ends the job (non-zero) within 30 s; resuming from the newest complete

@@ -15,9 +15,10 @@ final class LoRAGradientTests: XCTestCase {
         let labels: [Int32]
     }
 
-    func makeSetup(recompute: Bool, dropout: Float = 0, bias: Bool = false, precision: WeightPrecision = .fp32) throws -> Setup {
+    func makeSetup(recompute: Bool, dropout: Float = 0, bias: Bool = false, precision: WeightPrecision = .fp32,
+                   compute: ComputePrecision = .fp32) throws -> Setup {
         var shape = TinyModel.Shape(); shape.bias = bias
-        let model = try LlamaModel(source: ModelSource(path: TinyModel.write(shape)), precision: precision)
+        let model = try LlamaModel(source: ModelSource(path: TinyModel.write(shape)), precision: precision, compute: compute)
         var options = LoRAOptions(); options.rank = 4; options.alpha = 8; options.dropout = dropout
         let ws = ForwardWorkspace(model: model, batch: 2, length: 6, mode: .training(recompute: recompute))
         let adapter = LoRAAdapter(model: model, options: options, maxRows: ws.rows, seed: 3)
@@ -126,5 +127,54 @@ final class LoRAGradientTests: XCTestCase {
         s.model.forward(s.ws, adapter: fresh)
         XCTAssertEqual(base, s.ws.logits.array)
         XCTAssertGreaterThan(fresh.arena.array(LoRAAdapter.tensorName(0, .q, "A")).map(abs).max()!, 0)
+    }
+
+    /// Invariant: the bf16 products (weights rounded at load, activations rounded at each product's input,
+    /// fp32 accumulation) give the fp32 path's loss within bf16's precision and gradients pointing the same
+    /// way (cosine ≥ 0.999), with and without recomputation.
+    func testBF16PathGradientsMatchFP32() throws {
+        for recompute in [false, true] {
+            let reference = try makeSetup(recompute: recompute)
+            let bf16 = try makeSetup(recompute: recompute, compute: .bf16)
+            XCTAssertEqual(bf16.model.layers[0].projections[.q]!.storedBytes, 2 * 32 * 32, "q held in bf16")
+            let (l32, l16) = (loss(reference), loss(bf16))
+            XCTAssertNotEqual(l32, l16, "the bf16 path really rounds")
+            XCTAssertEqual(l16, l32, accuracy: 1e-2 * abs(l32))
+            let a = analyticGradient(bf16), b = analyticGradient(reference)
+            var dot: Double = 0, na: Double = 0, nb: Double = 0
+            for (x, y) in zip(a, b) { dot += Double(x) * Double(y); na += Double(x * x); nb += Double(y * y) }
+            XCTAssertGreaterThanOrEqual(dot / (na * nb).squareRoot(), 0.999, "cosine of bf16 and fp32 gradients, recompute \(recompute)")
+        }
+    }
+
+    /// Invariant: a quantized base dequantized per use into bf16 scratch gives exactly what rounding the same
+    /// dequantized weights to bf16 once at load gives (the per-use path adds no error of its own).
+    func testPerUseBF16DequantizationEqualsRoundingAtLoad() throws {
+        let perUse = try makeSetup(recompute: false, precision: .asStored, compute: .bf16)
+        let atLoad = try makeSetup(recompute: false, compute: .bf16)
+        XCTAssertEqual(loss(perUse), loss(atLoad), accuracy: 1e-6 * abs(loss(atLoad)))
+        let a = analyticGradient(perUse), b = analyticGradient(atLoad)
+        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6 + 1e-5 * abs(y)) }
+    }
+
+    /// Invariant: computing the LM head and the loss only at rows that have a target (prompt tokens and
+    /// padding skipped, forward and backward) gives the full head's loss and gradients.
+    func testTargetOnlyLMHeadMatchesFullHead() throws {
+        let s = try makeSetup(recompute: false)
+        let fullLoss = loss(s), fullGradient = analyticGradient(s)
+        var labels = s.labels
+        let targets = labels.withUnsafeMutableBufferPointer { s.ws.selectTargets(labels: $0.baseAddress!) }
+        XCTAssertEqual(targets, s.labels.filter { $0 >= 0 }.count)
+        XCTAssertEqual(s.ws.logitRows, targets)
+        s.adapter.arena.zeroGradients()
+        s.model.forward(s.ws, adapter: s.adapter)
+        let selectedLoss = LlamaModel.crossEntropy(logits: s.ws.logits.pointer, labels: labels, rows: s.ws.logitRows,
+                                                   vocab: s.model.config.vocabSize, gradScale: 1.0 / 5) / 5
+        s.model.backward(s.ws, adapter: s.adapter)
+        XCTAssertEqual(selectedLoss, fullLoss, accuracy: 1e-6 * abs(fullLoss))
+        let selectedGradient = Array(UnsafeBufferPointer(start: s.adapter.arena.gradients, count: s.adapter.arena.count))
+        for (x, y) in zip(selectedGradient, fullGradient) { XCTAssertEqual(x, y, accuracy: 1e-7 + 1e-5 * abs(y)) }
+        s.ws.load([[1, 5, 9, 13, 2, 7], [3, 8, 4]])
+        XCTAssertEqual(s.ws.logitRows, s.ws.rows, "a new load computes every row again")
     }
 }
