@@ -23,8 +23,10 @@ let package = Package(
         // bf16 conversion and oneDNN's matmul (Debian libdnnl-dev, OpenMP runtime): the bf16 products.
         .target(name: "CBF16", cSettings: [.unsafeFlags(["-O3"])],
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+        // Register-blocked AVX-512 products for attention tiles.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "DTFormats", swiftSettings: release),
-        .target(name: "DTKernels", dependencies: ["CBLAS", "CBF16"], swiftSettings: release),
+        .target(name: "DTKernels", dependencies: ["CBLAS", "CBF16", "CKernels"], swiftSettings: release),
         .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
         .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer", "DTParallel"], swiftSettings: release),

@@ -2,6 +2,9 @@
 //   q (B, Tq, H·D)   keys/values (B, Tk, K·D) with Tk = start + Tq (start > 0 when a KV cache holds the past)
 //   probabilities (B, H, Tq, Tk) saved for backward   out (B, Tq, H·D)
 // Query t sits at absolute position start + t and sees keys 0…start + t whose mask is 1.
+// The tiles' products run in CKernels' register-blocked AVX-512 kernel (keys and values transposed once per
+// head into a scratch) where the CPU has AVX-512F, else through OpenBLAS.
+import CKernels
 import Foundation
 
 public struct AttentionShape {
@@ -18,6 +21,48 @@ public enum Attention {
     /// Queries are processed in tiles of this many rows; a tile's products stop at its last visible key, so
     /// the masked upper triangle of the (Tq, Tk) scores is never computed (about 40% fewer FLOPs at T = 256).
     public static let tile = 64
+
+    /// Whether the tiles' products use the AVX-512 kernel (false: OpenBLAS; tests switch it to compare).
+    public nonisolated(unsafe) static var usesSmallKernel = dt_cpu_has_avx512f() != 0
+
+    /// C (m, n) = alpha · A · B (+ C), A[i][p] at a[i · aRow + p · aCol] (Aᵀ by swapping the strides), B (k, n) row-major.
+    @inline(__always)
+    public static func product(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, aRow: Int, aCol: Int,
+                        b: UnsafePointer<Float>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if usesSmallKernel {
+            dt_small_gemm(m, n, k, alpha, a, aRow, aCol, b, ldb, accumulate ? 1 : 0, c, ldc)
+        } else {
+            BLAS.gemm(aCol == 1 ? .noTrans : .trans, .noTrans, m: m, n: n, k: k, alpha: alpha, a: a, lda: aCol == 1 ? aRow : aCol,
+                      b: b, ldb: ldb, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        }
+    }
+
+    /// C (m, n) = alpha · A (m, k) · Bᵀ, B (n, k) row-major with ldb, given also as `bt` = Bᵀ (k, ldbt) packed
+    /// for the kernel (nil on the OpenBLAS path).
+    @inline(__always)
+    static func productTransposed(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                  b: UnsafePointer<Float>, ldb: Int, bt: UnsafePointer<Float>?, ldbt: Int,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let bt {
+            dt_small_gemm(m, n, k, alpha, a, lda, 1, bt, ldbt, 0, c, ldc)
+        } else {
+            BLAS.gemm(.noTrans, .trans, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+        }
+    }
+
+    /// Runs body with a (D, keys) scratch holding Bᵀ for B (keys, D) with leading dimension ld, or nil when
+    /// the OpenBLAS path runs.
+    @inline(__always)
+    static func withTransposed(_ b: UnsafePointer<Float>, ld: Int, keys: Int, headDim: Int, queries: Int,
+                               _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+        // A few queries against a long KV cache (generation) would spend more on the transpose than on the scores.
+        guard usesSmallKernel, queries >= 16 else { return body(nil) }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * keys) { bt in
+            let bt = bt.baseAddress!
+            dt_transpose(b, ld, keys, headDim, bt, keys)
+            body(bt)
+        }
+    }
 
     public static func forward(_ s: AttentionShape, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                keyMask: UnsafePointer<Float>?, probabilities: UnsafeMutablePointer<Float>,
@@ -36,16 +81,18 @@ public enum Attention {
                 let p = probabilities + (b * H + h) * Tq * Tk
                 let mask = keyMask.map { $0 + b * Tk }
                 let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
-                for t0 in stride(from: 0, to: Tq, by: tile) {
-                    let rows = min(tile, Tq - t0), keys = s.start + t0 + rows   // keys visible to the tile's last row
-                    let pt = p + t0 * Tk
-                    // scores (rows, keys) = scale · Q_tile (rows, D) · K[0..<keys]ᵀ (D, keys)
-                    BLAS.gemm(.noTrans, .trans, m: rows, n: keys, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
-                              b: kb, ldb: kvStride, c: pt, ldc: Tk)
-                    for t in 0..<rows { softmaxRow(pt + t * Tk, visible: s.start + t0 + t + 1, length: Tk, mask: masked ? mask : nil) }
-                    // out_tile (rows, D) = P_tile (rows, keys) · V[0..<keys] (keys, D)
-                    BLAS.gemm(.noTrans, .noTrans, m: rows, n: D, k: keys, a: pt, lda: Tk, b: vb, ldb: kvStride,
-                              c: ob + t0 * qStride, ldc: qStride)
+                withTransposed(kb, ld: kvStride, keys: Tk, headDim: D, queries: Tq) { kt in
+                    for t0 in stride(from: 0, to: Tq, by: tile) {
+                        let rows = min(tile, Tq - t0), keys = s.start + t0 + rows   // keys visible to the tile's last row
+                        let pt = p + t0 * Tk
+                        // scores (rows, keys) = scale · Q_tile (rows, D) · K[0..<keys]ᵀ (D, keys)
+                        productTransposed(m: rows, n: keys, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
+                                          b: kb, ldb: kvStride, bt: kt.map { UnsafePointer($0) }, ldbt: Tk, c: pt, ldc: Tk)
+                        for t in 0..<rows { softmaxRow(pt + t * Tk, visible: s.start + t0 + t + 1, length: Tk, mask: masked ? mask : nil) }
+                        // out_tile (rows, D) = P_tile (rows, keys) · V[0..<keys] (keys, D)
+                        product(m: rows, n: D, k: keys, a: pt, aRow: Tk, aCol: 1, b: vb, ldb: kvStride, accumulate: false,
+                                c: ob + t0 * qStride, ldc: qStride)
+                    }
                 }
             }
         }
@@ -78,35 +125,39 @@ public enum Attention {
         let K = s.kvHeads
         Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in
             let scratch = scratch + worker * T * T
-            for pair in pairs { for h in (pair % K * group)..<((pair % K + 1) * group) {
-                let b = pair / K
-                let kvh = h / group
-                let p = probabilities + (b * H + h) * T * T
-                let dob = dout + b * T * qStride + h * D
-                let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
+            for pair in pairs {
+                let b = pair / K, kvh = pair % K
                 let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
                 let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
-                for t0 in stride(from: 0, to: T, by: tile) {
-                    let rows = min(tile, T - t0), keys = t0 + rows
-                    let pt = p + t0 * T, dst = scratch + t0 * T, dot = dob + t0 * qStride
-                    // dV[0..<keys] (keys, D) += P_tileᵀ (keys, rows) · dO_tile (rows, D)
-                    BLAS.gemm(.trans, .noTrans, m: keys, n: D, k: rows, a: pt, lda: T, b: dot, ldb: qStride, beta: 1, c: dvb, ldc: kvStride)
-                    // dP_tile (rows, keys) = dO_tile (rows, D) · V[0..<keys]ᵀ
-                    BLAS.gemm(.noTrans, .trans, m: rows, n: keys, k: D, a: dot, lda: qStride, b: vb, ldb: kvStride, c: dst, ldc: T)
-                    // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale
-                    for t in 0..<rows {
-                        let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1
-                        let rowDot = VectorMath.dot(pr, dr, count: visible)
-                        for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
-                        (dr + visible).update(repeating: 0, count: keys - visible)
+                withTransposed(vb, ld: kvStride, keys: T, headDim: D, queries: T) { vt in
+                    for h in (kvh * group)..<((kvh + 1) * group) {
+                        let p = probabilities + (b * H + h) * T * T
+                        let dob = dout + b * T * qStride + h * D
+                        let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
+                        for t0 in stride(from: 0, to: T, by: tile) {
+                            let rows = min(tile, T - t0), keys = t0 + rows
+                            let pt = p + t0 * T, dst = scratch + t0 * T, dot = dob + t0 * qStride
+                            // dV[0..<keys] (keys, D) += P_tileᵀ (keys, rows) · dO_tile (rows, D)
+                            product(m: keys, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dot, ldb: qStride, accumulate: true, c: dvb, ldc: kvStride)
+                            // dP_tile (rows, keys) = dO_tile (rows, D) · V[0..<keys]ᵀ
+                            productTransposed(m: rows, n: keys, k: D, a: dot, lda: qStride, b: vb, ldb: kvStride,
+                                              bt: vt.map { UnsafePointer($0) }, ldbt: T, c: dst, ldc: T)
+                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale
+                            for t in 0..<rows {
+                                let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1
+                                let rowDot = VectorMath.dot(pr, dr, count: visible)
+                                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
+                                (dr + visible).update(repeating: 0, count: keys - visible)
+                            }
+                            // dQ_tile (rows, D) += dS_tile (rows, keys) · K[0..<keys];  dK[0..<keys] += dS_tileᵀ · Q_tile
+                            product(m: rows, n: D, k: keys, a: dst, aRow: T, aCol: 1, b: kb, ldb: kvStride, accumulate: true,
+                                    c: dqb + t0 * qStride, ldc: qStride)
+                            product(m: keys, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qb + t0 * qStride, ldb: qStride, accumulate: true,
+                                    c: dkb, ldc: kvStride)
+                        }
                     }
-                    // dQ_tile (rows, D) += dS_tile (rows, keys) · K[0..<keys];  dK[0..<keys] += dS_tileᵀ · Q_tile
-                    BLAS.gemm(.noTrans, .noTrans, m: rows, n: D, k: keys, a: dst, lda: T, b: kb, ldb: kvStride, beta: 1,
-                              c: dqb + t0 * qStride, ldc: qStride)
-                    BLAS.gemm(.trans, .noTrans, m: keys, n: D, k: rows, a: dst, lda: T, b: qb + t0 * qStride, ldb: qStride, beta: 1,
-                              c: dkb, ldc: kvStride)
                 }
-            } }
+            }
         }
     }
 }

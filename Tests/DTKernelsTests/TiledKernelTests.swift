@@ -79,6 +79,15 @@ final class TiledKernelTests: XCTestCase {
     /// Invariant: the tiled forward equals naive attention for 3 tiles with a partial last one (with padding)
     /// and for queries continuing a KV cache (start > 0, tiles offset from the cache).
     func testTiledAttentionMatchesNaive() {
+        let saved = Attention.usesSmallKernel
+        defer { Attention.usesSmallKernel = saved }
+        for kernel in [saved, false] {   // the AVX-512 tile kernel (where the CPU has it) and the OpenBLAS path
+            Attention.usesSmallKernel = kernel
+            checkTiledAttentionMatchesNaive()
+        }
+    }
+
+    func checkTiledAttentionMatchesNaive() {
         var rng = Rand(s: 13)
         for (batch, tq, tk) in [(2, 150, 150), (1, 70, 100)] {
             let s = AttentionShape(batch: batch, queryLength: tq, keyLength: tk, heads: 4, kvHeads: 2, headDim: 8)
@@ -96,6 +105,15 @@ final class TiledKernelTests: XCTestCase {
     /// Invariant: the tiled backward matches finite differences when T spans two tiles (a gradient that
     /// crosses the tile boundary through dK/dV); sampled coordinates of q, k and v.
     func testTiledAttentionBackwardAcrossTiles() {
+        let saved = Attention.usesSmallKernel
+        defer { Attention.usesSmallKernel = saved }
+        for kernel in [saved, false] {
+            Attention.usesSmallKernel = kernel
+            checkTiledAttentionBackwardAcrossTiles()
+        }
+    }
+
+    func checkTiledAttentionBackwardAcrossTiles() {
         var rng = Rand(s: 14)
         let T = Attention.tile + 9
         let s = AttentionShape(batch: 1, queryLength: T, keyLength: T, heads: 2, kvHeads: 1, headDim: 4)
@@ -122,5 +140,27 @@ final class TiledKernelTests: XCTestCase {
         check(q, dq, "q") { f($0, k, v) }
         check(k, dk, "k") { f(q, $0, v) }
         check(v, dv, "v") { f(q, k, $0) }
+    }
+
+    /// Invariant: the register-blocked tile product equals the naive product for A read directly and
+    /// transposed (through its strides), with and without accumulation, for sizes off the 6 × 64 block grid.
+    func testTileProductMatchesNaiveReference() throws {
+        guard Attention.usesSmallKernel else { throw XCTSkip("no AVX-512F: attention uses OpenBLAS") }
+        var rng = Rand(s: 15)
+        for (m, n, k) in [(1, 1, 1), (5, 17, 3), (64, 64, 64), (7, 200, 64), (130, 64, 190), (6, 65, 2)] {
+            for transposedA in [false, true] { for accumulate in [false, true] {
+                let lda = (transposedA ? m : k) + 3, ldb = n + 5, ldc = n + 2
+                let a = rng.array((transposedA ? k : m) * lda), b = rng.array(k * ldb)
+                var fast = rng.array(m * ldc), reference = fast
+                Attention.product(m: m, n: n, k: k, alpha: 0.75, a: a, aRow: transposedA ? 1 : lda, aCol: transposedA ? lda : 1,
+                                  b: b, ldb: ldb, accumulate: accumulate, c: &fast, ldc: ldc)
+                BLAS.naiveGemm(transposedA ? .trans : .noTrans, .noTrans, m: m, n: n, k: k, alpha: 0.75, a: a, lda: lda,
+                               b: b, ldb: ldb, beta: accumulate ? 1 : 0, c: &reference, ldc: ldc)
+                for i in 0..<m { for j in 0..<ldc {
+                    XCTAssertEqual(fast[i * ldc + j], reference[i * ldc + j], accuracy: j < n ? 1e-5 * Float(k) : 0,
+                                   "\(m)x\(n)x\(k) transposed \(transposedA) accumulate \(accumulate) (\(i), \(j))")
+                } }
+            } }
+        }
     }
 }
