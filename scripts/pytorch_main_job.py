@@ -5,8 +5,11 @@ so the whole fine-tune can be compared in wall time with `mpirun -np 2 dtrain tr
 Options: --model PATH (a .gguf file, or an HF directory with config.json + safetensors + tokenizer.json; default
 the default model ~/.cache/dtrain/models/SmolLM2-135M-Instruct.Q4_1.gguf, which transformers dequantizes to fp32
 as `dtrain --precision fp32` does), --config YAML (default launch/configs/instruct-lora.yaml), --autocast bf16|none
-(default bf16: forward under torch.autocast("cpu", bfloat16), fp32 master weights), --max-steps N (0 = from epochs;
-like dtrain's max_steps it also sets the cosine schedule's length), --threads (default 2), --ranks (default 2).
+(default bf16: forward under torch.autocast("cpu", bfloat16), fp32 master weights), --base-dtype fp32|bf16 (default
+fp32; bf16 stores the frozen base in bf16 — model.to(torch.bfloat16) before get_peft_model, the LoRA parameters
+kept in fp32 for AdamW — with --autocast bf16 PyTorch's fastest CPU configuration in our microbenchmarks),
+--max-steps N (0 = from epochs; like dtrain's max_steps it also sets the cosine schedule's length), --threads
+(default 2), --ranks (default 2).
 Needs the venv of scripts/bench_pytorch.py (torch, transformers, peft, gguf, tokenizers, pyyaml).
 
 What is the same as dtrain (Sources/DTTraining/{Dataset,Trainer,Optimizer}.swift, DTTokenizer/ChatTemplate.swift):
@@ -25,9 +28,16 @@ What is the same as dtrain (Sources/DTTraining/{Dataset,Trainer,Optimizer}.swift
   - validation: mean token NLL over the target tokens of valid.jsonl, before training (adapter off), every
     eval_every steps and at the end.
   Not the same: LoRA's random A init (PEFT's kaiming-uniform from torch's RNG), bf16 autocast arithmetic.
-Prints the data/model summary, one line per step (as dtrain: step, loss, lr, grad norm, tokens/s, valid loss),
+  bf16 autocast also rounds each adapted projection's output, base(x) + B·A·x·scaling, to bf16 (PEFT adds the two
+  bf16 products): while the adapter is young its term is below half a bf16 ulp of base(x) for most elements and
+  is rounded away in the forward (~95% of them after the 2-step smoke test; the gradient through the sum is not
+  affected: same grads as fp32 to cosine 0.9997). So over the first few steps the validation loss moves much less
+  than in fp32 or dtrain (2 steps: 2.61 -> ~2.59 under autocast, ~2.50 otherwise, with the same adapter), and
+  catches up as the adapter grows (B 10x larger: its term survives on average). Compare losses on full runs.
+Prints the configuration and data/model summary, one line per step (as dtrain: step, loss, lr, grad norm, tokens/s,
+valid loss),
 then `timing: …` and finally
-    pytorch main job: N steps, X s wall (training only), Y s total, valid loss A -> B
+    pytorch main job: N steps, X s wall (training only), Y s total, valid loss A -> B [autocast C, base D]
 where "training only" = the optimizer steps (forward, backward, clip, AdamW), without the evaluations and loading;
 "total" = the whole script from start.
 """
@@ -177,6 +187,8 @@ def main():
     p.add_argument("--model", default=DEFAULT_GGUF, help="a .gguf file or an HF model directory")
     p.add_argument("--config", default=os.path.join(REPO, "launch/configs/instruct-lora.yaml"))
     p.add_argument("--autocast", choices=["bf16", "none"], default="bf16")
+    p.add_argument("--base-dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="dtype of the frozen base weights (the LoRA parameters stay fp32)")
     p.add_argument("--max-steps", type=int, default=0, help="optimizer steps (0: from epochs), as dtrain's max_steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ranks", type=int, default=2, help="split each step's examples as this many dtrain ranks would")
@@ -205,19 +217,26 @@ def main():
     valid, _ = load_examples(rel(cfg["valid_data"]), tok, template, max_length) if cfg.get("valid_data") else ([], 0)
     total = a.max_steps if a.max_steps > 0 else max(1, math.ceil(epochs * len(train) / G))
     print(f"model: {source}, loaded in {load_seconds:.1f} s; torch {torch.__version__}, "
-          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {a.threads} threads, autocast {a.autocast}")
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {a.threads} threads, autocast {a.autocast}, "
+          f"base dtype {a.base_dtype}")
     print(f"data: {len(train)} training examples, {len(valid)} validation"
           + (f", {truncated} truncated to {max_length} tokens" if truncated else "")
           + f"; {total} steps of {G} examples as {a.ranks} rank(s) × micro-batches of {micro}; first example "
           + check_template(train[0], template, tok))
 
+    if a.base_dtype == "bf16":
+        model.to(torch.bfloat16)  # the frozen base in bf16; get_peft_model then creates the adapter
     torch.manual_seed(seed)
     lora = get_peft_model(model, LoraConfig(r=int(cfg.get("lora_rank", 8)), lora_alpha=float(cfg.get("lora_alpha", 16)),
                                             lora_dropout=float(cfg.get("lora_dropout", 0.0)), target_modules=targets,
                                             use_rslora=bool(cfg.get("use_rslora", False)), bias="none",
                                             task_type="CAUSAL_LM"))
     params = [q for q in lora.parameters() if q.requires_grad]
-    print(f"trainable: {sum(q.numel() for q in params)} parameters (LoRA r={cfg.get('lora_rank', 8)} on {','.join(targets)})")
+    for q in params:  # fp32 master weights for AdamW (PEFT's autocast_adapter_dtype already does it; made sure here)
+        q.data = q.data.float()
+    frozen = sorted({str(q.dtype).replace("torch.", "") for q in lora.parameters() if not q.requires_grad})
+    print(f"trainable: {sum(q.numel() for q in params)} parameters (LoRA r={cfg.get('lora_rank', 8)} on {','.join(targets)}), "
+          f"{'/'.join(sorted({str(q.dtype).replace('torch.', '') for q in params}))}; frozen base {'/'.join(frozen)}")
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
     make_schedule = {"cosine": get_cosine_schedule_with_warmup, "linear": get_linear_schedule_with_warmup}.get(schedule)
     sched = make_schedule(opt, warmup, total) if make_schedule else get_constant_schedule_with_warmup(opt, warmup)
@@ -308,7 +327,8 @@ def main():
     print(f"timing: steps {train_seconds:.1f} s, evaluations {eval_seconds:.1f} s, model load {load_seconds:.1f} s, "
           f"total {wall:.1f} s")
     valid_text = f"valid loss {base:.4f} -> {final:.4f}" if valid else "no validation data"
-    print(f"pytorch main job: {total} steps, {train_seconds:.1f} s wall (training only), {wall:.1f} s total, {valid_text}")
+    print(f"pytorch main job: {total} steps, {train_seconds:.1f} s wall (training only), {wall:.1f} s total, {valid_text} "
+          f"[autocast {a.autocast}, base {a.base_dtype}]")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory (checkpoints, metrics, final adapter).") var output: String?
     @Option(help: "Tokens per example at most.") var maxLength: Int?
     @Option(help: "Also train on prompt tokens (true/false).") var trainOnPrompt: Bool?
+    @Option(help: "Pack several examples per row, attention kept within each (true/false; lora, qlora).") var packing: Bool?
     @Option(help: "Chat template family instead of the model's.") var chatTemplate: String?
     @Option(help: "Examples per optimizer step (all ranks).") var batchSize: Int?
     @Option(help: "Examples per forward/backward on a rank.") var microBatchSize: Int?
@@ -64,7 +65,7 @@ struct Train: ParsableCommand {
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
             ("method", method), ("model", model), ("precision", precision), ("compute", compute), ("quant", quant), ("placement", placement), ("data", data), ("valid_data", validData),
-            ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt),
+            ("valid_split", validSplit), ("output", output), ("max_length", maxLength), ("train_on_prompt", trainOnPrompt), ("packing", packing),
             ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
             ("weight_decay", weightDecay), ("max_grad_norm", maxGradNorm), ("seed", seed), ("lora_rank", loraRank),
@@ -101,6 +102,9 @@ public enum TrainingRun {
     public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
+        if config.packing && !["lora", "qlora"].contains(config.method) {
+            throw CommandError("packing: true applies to lora and qlora, not to method \(config.method) (prompt tuning puts virtual tokens before each example)")
+        }
         let comm = runtime.comm
         let residentBefore = MemoryStats.residentBytes()
         let compute = try config.computePrecision()

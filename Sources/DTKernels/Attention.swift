@@ -1,7 +1,8 @@
 // Grouped-query causal self-attention with a key padding mask. Query head h reads kv head h / (H/K).
 //   q (B, Tq, H·D)   keys/values (B, Tk, K·D) with Tk = start + Tq (start > 0 when a KV cache holds the past)
 //   probabilities (B, H, Tq, Tk) saved for backward   out (B, Tq, H·D)
-// Query t sits at absolute position start + t and sees keys 0…start + t whose mask is 1.
+// Query t sits at absolute position start + t and sees keys 0…start + t whose mask is 1 — from its segment's
+// start on when rows are packed (segmentStarts (B, Tq), no KV cache).
 // The tiles' products run in CKernels' register-blocked AVX-512 kernel (keys and values transposed once per
 // head into a scratch) where the CPU has AVX-512F, else through OpenBLAS.
 import CKernels
@@ -65,8 +66,9 @@ public enum Attention {
     }
 
     public static func forward(_ s: AttentionShape, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                               keyMask: UnsafePointer<Float>?, probabilities: UnsafeMutablePointer<Float>,
-                               out: UnsafeMutablePointer<Float>) {
+                               keyMask: UnsafePointer<Float>?, segmentStarts: UnsafePointer<Int32>? = nil,
+                               probabilities: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        precondition(segmentStarts == nil || s.start == 0, "packed rows are not continued from a KV cache")
         let (Tq, Tk, H, D) = (s.queryLength, s.keyLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = 1 / Float(D).squareRoot()
@@ -81,41 +83,49 @@ public enum Attention {
                 let p = probabilities + (b * H + h) * Tq * Tk
                 let mask = keyMask.map { $0 + b * Tk }
                 let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
+                let segments = segmentStarts.map { $0 + b * Tq }
                 withTransposed(kb, ld: kvStride, keys: Tk, headDim: D, queries: Tq) { kt in
                     for t0 in stride(from: 0, to: Tq, by: tile) {
                         let rows = min(tile, Tq - t0), keys = s.start + t0 + rows   // keys visible to the tile's last row
+                        let first = segments.map { Int($0[t0]) } ?? 0                 // and to its first row (packed)
                         let pt = p + t0 * Tk
-                        // scores (rows, keys) = scale · Q_tile (rows, D) · K[0..<keys]ᵀ (D, keys)
-                        productTransposed(m: rows, n: keys, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
-                                          b: kb, ldb: kvStride, bt: kt.map { UnsafePointer($0) }, ldbt: Tk, c: pt, ldc: Tk)
-                        for t in 0..<rows { softmaxRow(pt + t * Tk, visible: s.start + t0 + t + 1, length: Tk, mask: masked ? mask : nil) }
-                        // out_tile (rows, D) = P_tile (rows, keys) · V[0..<keys] (keys, D)
-                        product(m: rows, n: D, k: keys, a: pt, aRow: Tk, aCol: 1, b: vb, ldb: kvStride, accumulate: false,
-                                c: ob + t0 * qStride, ldc: qStride)
+                        // scores (rows, keys) = scale · Q_tile (rows, D) · K[first..<keys]ᵀ (D, keys)
+                        productTransposed(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
+                                          b: kb + first * kvStride, ldb: kvStride, bt: kt.map { UnsafePointer($0 + first) }, ldbt: Tk,
+                                          c: pt + first, ldc: Tk)
+                        for t in 0..<rows {
+                            softmaxRow(pt + t * Tk, from: segments.map { Int($0[t0 + t]) } ?? 0, visible: s.start + t0 + t + 1,
+                                       length: Tk, mask: masked ? mask : nil)
+                        }
+                        // out_tile (rows, D) = P_tile (rows, keys) · V[first..<keys] (keys, D)
+                        product(m: rows, n: D, k: keys - first, a: pt + first, aRow: Tk, aCol: 1, b: vb + first * kvStride, ldb: kvStride,
+                                accumulate: false, c: ob + t0 * qStride, ldc: qStride)
                     }
                 }
             }
         }
     }
 
-    /// Softmax over the first `visible` entries of a score row whose key mask is 1; every other entry of
-    /// the row (up to `length`) becomes exactly 0. A row with no visible key is all zeros.
+    /// Softmax over entries from..<visible of a score row whose key mask is 1; every other entry of the row
+    /// (up to `length`) becomes exactly 0. A row with no visible key is all zeros.
     @inline(__always)
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, visible: Int, length: Int, mask: UnsafePointer<Float>?) {
-        if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = -.infinity } }
-        let m = VectorMath.max(row, count: visible)
-        (row + visible).update(repeating: 0, count: length - visible)
-        guard m > -.infinity else { row.update(repeating: 0, count: visible); return }
-        let sum = VectorMath.expShifted(row, shift: m, into: row, count: visible)
-        if let mask { for j in 0..<visible where mask[j] == 0 { row[j] = 0 } }
-        VectorMath.scale(row, by: 1 / sum, count: visible)
+    static func softmaxRow(_ full: UnsafeMutablePointer<Float>, from: Int = 0, visible: Int, length: Int, mask: UnsafePointer<Float>?) {
+        full.update(repeating: 0, count: from)
+        (full + visible).update(repeating: 0, count: length - visible)
+        let row = full + from, count = visible - from, mask = mask.map { $0 + from }
+        if let mask { for j in 0..<count where mask[j] == 0 { row[j] = -.infinity } }
+        let m = VectorMath.max(row, count: count)
+        guard m > -.infinity else { row.update(repeating: 0, count: count); return }
+        let sum = VectorMath.expShifted(row, shift: m, into: row, count: count)
+        if let mask { for j in 0..<count where mask[j] == 0 { row[j] = 0 } }
+        VectorMath.scale(row, by: 1 / sum, count: count)
     }
 
     /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (workers × T × T).
     /// Only the no-cache case (Tq == Tk) is needed for training. Work is split over (batch, kv head) so the
     /// query heads that share a kv head accumulate into dk/dv on the same worker. Tiled like the forward.
     public static func backward(_ s: AttentionShape, dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                                v: UnsafePointer<Float>, probabilities: UnsafePointer<Float>,
+                                v: UnsafePointer<Float>, segmentStarts: UnsafePointer<Int32>? = nil, probabilities: UnsafePointer<Float>,
                                 dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>) {
         precondition(s.start == 0)
@@ -130,30 +140,34 @@ public enum Attention {
                 let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
                 let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
                 withTransposed(vb, ld: kvStride, keys: T, headDim: D, queries: T) { vt in
+                    let segments = segmentStarts.map { $0 + b * T }
                     for h in (kvh * group)..<((kvh + 1) * group) {
                         let p = probabilities + (b * H + h) * T * T
                         let dob = dout + b * T * qStride + h * D
                         let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
                         for t0 in stride(from: 0, to: T, by: tile) {
-                            let rows = min(tile, T - t0), keys = t0 + rows
-                            let pt = p + t0 * T, dst = scratch + t0 * T, dot = dob + t0 * qStride
-                            // dV[0..<keys] (keys, D) += P_tileᵀ (keys, rows) · dO_tile (rows, D)
-                            product(m: keys, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dot, ldb: qStride, accumulate: true, c: dvb, ldc: kvStride)
-                            // dP_tile (rows, keys) = dO_tile (rows, D) · V[0..<keys]ᵀ
-                            productTransposed(m: rows, n: keys, k: D, a: dot, lda: qStride, b: vb, ldb: kvStride,
-                                              bt: vt.map { UnsafePointer($0) }, ldbt: T, c: dst, ldc: T)
-                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale
+                            // keys first..<keys: visible to the tile's first row (its segment, when packed) up to its last
+                            let rows = min(tile, T - t0), keys = t0 + rows, first = segments.map { Int($0[t0]) } ?? 0
+                            let n = keys - first
+                            let pt = p + t0 * T + first, dst = scratch + t0 * T + first, dot = dob + t0 * qStride
+                            // dV[first..<keys] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
+                            product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dot, ldb: qStride, accumulate: true,
+                                    c: dvb + first * kvStride, ldc: kvStride)
+                            // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<keys]ᵀ
+                            productTransposed(m: rows, n: n, k: D, a: dot, lda: qStride, b: vb + first * kvStride, ldb: kvStride,
+                                              bt: vt.map { UnsafePointer($0 + first) }, ldbt: T, c: dst, ldc: T)
+                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside from..<visible)
                             for t in 0..<rows {
-                                let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1
+                                let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
                                 let rowDot = VectorMath.dot(pr, dr, count: visible)
                                 for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
-                                (dr + visible).update(repeating: 0, count: keys - visible)
+                                (dr + visible).update(repeating: 0, count: n - visible)
                             }
-                            // dQ_tile (rows, D) += dS_tile (rows, keys) · K[0..<keys];  dK[0..<keys] += dS_tileᵀ · Q_tile
-                            product(m: rows, n: D, k: keys, a: dst, aRow: T, aCol: 1, b: kb, ldb: kvStride, accumulate: true,
+                            // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<keys];  dK[first..<keys] += dS_tileᵀ · Q_tile
+                            product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: kb + first * kvStride, ldb: kvStride, accumulate: true,
                                     c: dqb + t0 * qStride, ldc: qStride)
-                            product(m: keys, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qb + t0 * qStride, ldb: qStride, accumulate: true,
-                                    c: dkb, ldc: kvStride)
+                            product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qb + t0 * qStride, ldb: qStride, accumulate: true,
+                                    c: dkb + first * kvStride, ldc: kvStride)
                         }
                     }
                 }

@@ -45,6 +45,7 @@ extension LlamaModel {
                               k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
                               v: cache.map { UnsafePointer($0.values[l].pointer) } ?? UnsafePointer(a.v.pointer),
                               keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
+                              segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) },
                               probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
         }
         project(l, .o, a.attention.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
@@ -66,7 +67,7 @@ extension LlamaModel {
         let (T, N, C) = (ws.length, ws.rows, c.hiddenSize)
         let start = cache?.length ?? 0
         if let cache { precondition(ws.batch == 1 && start + T <= cache.capacity, "KV cache overflow") }
-        for i in 0..<N { ws.positions[i] = Int32(start + i % T) }
+        if ws.segmentStarts == nil { for i in 0..<N { ws.positions[i] = Int32(start + i % T) } }   // packed: set at load
         let x = ws.stream.pointer
         embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.productScratch)
         if start == 0 { adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T) }

@@ -72,6 +72,10 @@ public final class ForwardWorkspace {
     public let tokens: UnsafeMutableBufferPointer<Int32>      // (N)
     public let positions: UnsafeMutableBufferPointer<Int32>   // (N)
     public let mask: FloatBuffer                              // (B, T) 1 = real token, 0 = padding
+    /// Packed rows: where each position's sequence starts in its row (attention stays inside it) — set by
+    /// `loadPacked`, whose positions also restart per sequence; nil for one sequence per row.
+    public private(set) var segmentStarts: UnsafeMutableBufferPointer<Int32>?   // (B, T)
+    private let segmentStorage: UnsafeMutableBufferPointer<Int32>
     public let layerInputs: [FloatBuffer]                     // L × (N, C) residual stream entering each layer (training)
     let activations: [LayerActivations]                       // L when kept for backward, else 1
     public let stream: FloatBuffer                            // (N, C) residual stream
@@ -95,6 +99,7 @@ public final class ForwardWorkspace {
         tokens = .allocate(capacity: n); tokens.initialize(repeating: 0)
         positions = .allocate(capacity: n); positions.initialize(repeating: 0)
         mask = FloatBuffer(count: n)
+        segmentStorage = .allocate(capacity: n); segmentStorage.initialize(repeating: 0)
         let training = mode != .inference
         let keepAll = mode == .training(recompute: false)
         layerInputs = training ? (0..<c.layers).map { _ in FloatBuffer(count: n * c.hiddenSize) } : []
@@ -109,7 +114,7 @@ public final class ForwardWorkspace {
         gradients = training ? GradientBuffers(c, batch: batch, length: length) : nil
     }
 
-    deinit { tokens.deallocate(); positions.deallocate(); targetRows.deallocate() }
+    deinit { tokens.deallocate(); positions.deallocate(); targetRows.deallocate(); segmentStorage.deallocate() }
 
     /// Rows the LM head computes: all N, or the selected ones.
     public var logitRows: Int { targetCount ?? rows }
@@ -137,6 +142,7 @@ public final class ForwardWorkspace {
                      "shape (\(batch), \(length)) exceeds the workspace (\(maxBatch), \(maxLength))")
         self.batch = batch; self.length = length
         targetCount = nil
+        segmentStarts = nil
     }
 
     /// Loads sequences right-padded to the longest (plus `reserved` leading slots per sequence, filled by
@@ -153,6 +159,33 @@ public final class ForwardWorkspace {
                 mask[b * T + t] = t < reserved || (i >= 0 && i < seq.count) ? 1 : 0
             }
         }
+    }
+
+    /// Packs sequences into rows of `length` tokens, in order, a sequence going to the current row while it
+    /// fits (each must fit in one row): positions restart at 0 for each sequence and its tokens attend only
+    /// within it, so every sequence gives what it gives alone, without the padding. Returns, per sequence,
+    /// (row, first column).
+    @discardableResult
+    public func loadPacked(_ sequences: [[Int32]], length: Int, padToken: Int32 = 0) -> [(row: Int, column: Int)] {
+        var placement: [(row: Int, column: Int)] = []
+        var row = 0, column = 0
+        for seq in sequences {
+            precondition(seq.count >= 1 && seq.count <= length, "a sequence of \(seq.count) tokens in packed rows of \(length)")
+            if column + seq.count > length { row += 1; column = 0 }
+            placement.append((row, column))
+            column += seq.count
+        }
+        setShape(batch: max(1, row + 1), length: length)
+        let T = length
+        for i in 0..<rows { tokens[i] = padToken; mask[i] = 0; positions[i] = Int32(i % T); segmentStorage[i] = Int32(i % T) }
+        for (seq, at) in zip(sequences, placement) {
+            for (t, token) in seq.enumerated() {
+                let i = at.row * T + at.column + t
+                tokens[i] = token; mask[i] = 1; positions[i] = Int32(t); segmentStorage[i] = Int32(at.column)
+            }
+        }
+        segmentStarts = segmentStorage
+        return placement
     }
 
     /// Bytes of activation and gradient buffers (for memory accounting).

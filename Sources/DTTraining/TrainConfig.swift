@@ -20,6 +20,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var output = "runs/run"
     public var maxLength = 512
     public var trainOnPrompt = false
+    public var packing = false
     public var chatTemplate = ""
     public var batchSize = 8
     public var microBatchSize = 4
@@ -67,6 +68,7 @@ public struct TrainConfig: Equatable, Sendable {
         ("placement", "frozen base across ranks: auto (sharded for a quantized base on > 1 rank), sharded or replicated"), ("data", "training data: .jsonl or .txt"), ("valid_data", "validation file"),
         ("valid_split", "fraction of the training data held out when valid_data is empty"), ("output", "run directory"),
         ("max_length", "tokens per example at most"), ("train_on_prompt", "also put the loss on prompt/user tokens"),
+        ("packing", "lora/qlora: pack several examples per row (attention kept within each, no padding)"),
         ("chat_template", "chat template family to use instead of the model's"), ("batch_size", "examples per optimizer step, all ranks together"),
         ("micro_batch_size", "examples per forward/backward on one rank"), ("epochs", "passes over the training data"),
         ("max_steps", "optimizer steps (0: from epochs)"), ("learning_rate", "peak learning rate"),
@@ -108,6 +110,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "output": output = value
         case "max_length": maxLength = try int(); guard maxLength >= 2 else { throw bad("at least 2") }
         case "train_on_prompt": trainOnPrompt = try bool()
+        case "packing": packing = try bool()
         case "chat_template": chatTemplate = value
         case "batch_size": batchSize = try int(); guard batchSize >= 1 else { throw bad("at least 1") }
         case "micro_batch_size": microBatchSize = try int(); guard microBatchSize >= 1 else { throw bad("at least 1") }
@@ -156,7 +159,7 @@ public struct TrainConfig: Equatable, Sendable {
         switch key {
         case "method": method; case "model": model; case "precision": precision; case "compute": compute; case "quant": quant; case "placement": placement; case "data": data
         case "valid_data": validData; case "valid_split": "\(validSplit)"; case "output": output
-        case "max_length": "\(maxLength)"; case "train_on_prompt": "\(trainOnPrompt)"; case "chat_template": chatTemplate
+        case "max_length": "\(maxLength)"; case "train_on_prompt": "\(trainOnPrompt)"; case "packing": "\(packing)"; case "chat_template": chatTemplate
         case "batch_size": "\(batchSize)"; case "micro_batch_size": "\(microBatchSize)"; case "epochs": "\(epochs)"
         case "max_steps": "\(maxSteps)"; case "learning_rate": "\(learningRate)"; case "schedule": schedule
         case "warmup_steps": "\(warmupSteps)"; case "weight_decay": "\(weightDecay)"; case "max_grad_norm": "\(maxGradNorm)"

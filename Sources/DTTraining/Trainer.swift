@@ -34,7 +34,8 @@ public final class Trainer {
     /// Rows (micro-batch × (virtual tokens + longest example)) the adapter must be able to hold.
     public static func workspaceShape(config: TrainConfig, train: Dataset, valid: Dataset?, virtualTokens: Int) -> (batch: Int, length: Int) {
         let longest = max(train.examples.map(\.tokens.count).max() ?? 1, valid?.examples.map(\.tokens.count).max() ?? 1)
-        return (config.microBatchSize, virtualTokens + min(config.maxLength, longest))
+        // Packed rows are max_length long (as TRL packs), so several examples share one.
+        return (config.microBatchSize, virtualTokens + (config.packing ? max(config.maxLength, longest) : min(config.maxLength, longest)))
     }
 
     public init(config: TrainConfig, comm: Communicator, model: LlamaModel, tokenizer: Tokenizer, train: Dataset, valid: Dataset?,
@@ -65,7 +66,8 @@ public final class Trainer {
     /// Loads examples (after the adapter's virtual tokens) into the workspace and the label buffer, selects
     /// the target rows for the LM head (their labels first in the buffer) and prepares the adapter; returns
     /// the number of target tokens.
-    func load(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int) -> Int {
+    func load(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int, packed: Bool = false) -> Int {
+        if packed { return loadPacked(examples, positions: positions, training: training, step: step) }
         let V = adapter.virtualTokens
         workspace.load(examples.map(\.tokens), padToken: padToken, reserved: V)
         let T = workspace.length
@@ -81,6 +83,24 @@ public final class Trainer {
         }
         adapter.prepare(training: training, step: step, rowKeys: keys)
         // The LM head and the loss run only where there is a target (prompt tokens and padding have none).
+        return workspace.selectTargets(labels: labels.baseAddress!)
+    }
+
+    /// `load` with the examples packed into as few rows as they fit (`packing: true`): no padding between
+    /// examples, each attending only to itself; a token keeps its dropout key (sample, position).
+    func loadPacked(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int) -> Int {
+        precondition(adapter.virtualTokens == 0, "packing has no place for per-example virtual tokens")
+        let placement = workspace.loadPacked(examples.map(\.tokens), length: workspace.maxLength, padToken: padToken)
+        let T = workspace.length
+        var keys = [UInt64](repeating: UInt64.max, count: workspace.rows)
+        for i in 0..<workspace.rows { labels[i] = ignoreLabel }
+        for (e, at) in placement.enumerated() {
+            for (i, label) in examples[e].labels.enumerated() {
+                labels[at.row * T + at.column + i] = label
+                keys[at.row * T + at.column + i] = UInt64(positions[e]) << 20 | UInt64(i)
+            }
+        }
+        adapter.prepare(training: training, step: step, rowKeys: keys)
         return workspace.selectTargets(labels: labels.baseAddress!)
     }
 
@@ -102,7 +122,7 @@ public final class Trainer {
         for start in stride(from: 0, to: perRank, by: config.microBatchSize) {
             let positions = start < mine.count ? Array(mine[start..<min(start + config.microBatchSize, mine.count)]) : []
             targets += positions.isEmpty ? loadEmpty(training: true, step: s)
-                : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s)
+                : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s, packed: config.packing)
             model.forward(workspace, adapter: adapter)
             lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
                                                vocab: model.config.vocabSize, gradScale: 1)

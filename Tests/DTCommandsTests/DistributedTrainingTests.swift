@@ -64,6 +64,24 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertLessThanOrEqual(d, 1e-4, "adapters after 5 steps")
     }
 
+    /// Invariant: `packing: true` (several examples per row, 2 ranks) trains to the unpacked run's adapter
+    /// (1e-4 after 5 steps, fp32), with a first-step gradient equal to 1e-5; packing with prompt tuning is refused.
+    func testPackedRunEqualsUnpackedRun() throws {
+        let plain = temporaryDirectory(), packed = temporaryDirectory()
+        let g1 = temporaryDirectory(), g2 = temporaryDirectory()
+        _ = try train(["--micro-batch-size", "4", "--max-length", "64"], output: plain, env: ["DTRAIN_DUMP_GRADIENTS": g1])
+        _ = try train(["--micro-batch-size", "4", "--max-length", "64", "--packing", "true"], ranks: 2, output: packed,
+                      env: ["DTRAIN_DUMP_GRADIENTS": g2])
+        let a = try SafetensorsFile(path: g1 + "/gradient-step-0.safetensors").floats("gradient")
+        let b = try SafetensorsFile(path: g2 + "/gradient-step-0.safetensors").floats("gradient")
+        XCTAssertLessThanOrEqual(relativeDifference(a, b), 1e-5, "first-step reduced gradient")
+        XCTAssertLessThanOrEqual(relativeDifference(try adapterValues(plain + "/final"), try adapterValues(packed + "/final")), 1e-4)
+        let refused = try DTrainProcess.run(["train", "--method", "prompt", "--packing", "true", "--model", Self.model, "--data", Self.data,
+                                             "--output", temporaryDirectory(), "--max-steps", "1", "--compute", "fp32"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("packing: true applies to lora and qlora"), refused.stderr)
+    }
+
     /// Invariant: stopping after a checkpoint and resuming (on 1 rank, from a 2-rank run) ends with the
     /// adapter of an uninterrupted run.
     func testResumeFromTwoRanksOntoOneMatchesUninterrupted() throws {
