@@ -178,11 +178,11 @@ public enum Benchmarks {
         let base = compute == .bf16 ? "LoRA, bf16 base" : "LoRA, fp32 base"
         let variants: [(String, WeightPrecision)] = [(base, .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
         let models = try variants.map { try ModelLoader.load(path, precision: $0.1, compute: compute, maxPositions: length + 32).model }
-        // One workspace serves all three; the quantized model's has the dequantization scratch.
-        let ws = ForwardWorkspace(model: models[1], batch: batch, length: length, mode: .training(recompute: false))
+        // Each model has its own workspace: the product scratch follows the model's storage.
         let steps = models.map { model in
             trainStep(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
-                      workspace: ws, batch: batch, length: length)
+                      workspace: ForwardWorkspace(model: model, batch: batch, length: length, mode: .training(recompute: false)),
+                      batch: batch, length: length)
         }
         var times = [[Double]](repeating: [], count: variants.count)
         for round in 0...max(1, iterations) {

@@ -121,6 +121,19 @@ public enum NF4 {
         t.codes.withUnsafeBufferPointer { dequantize(t, codes: $0.baseAddress!, start: start, count: count, into: out) }
     }
 
+    /// The fp32 absmax of blocks `blocks`, recovered from the double quantization exactly as `dequantize` does.
+    public static func blockScales(_ t: Tensor, blocks: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        t.quantizedAbsmax.withUnsafeBufferPointer { q in
+            t.nestedAbsmax.withUnsafeBufferPointer { nested in
+                dynamicMap.withUnsafeBufferPointer { map in
+                    for (i, block) in blocks.enumerated() {
+                        out[i] = map[Int(q[block])] * nested[block / nestedBlockSize] + t.offset
+                    }
+                }
+            }
+        }
+    }
+
     /// As above with the packed codes taken from `codes` (e.g. gathered from the ranks that hold them).
     public static func dequantize(_ t: Tensor, codes: UnsafePointer<UInt8>, start: Int = 0, count: Int? = nil,
                                   into out: UnsafeMutablePointer<Float>) {

@@ -56,10 +56,18 @@ public struct BF16Unavailable: Error, CustomStringConvertible {
 public enum CPUFeatures {
     /// Flags treated as absent (tests, and DTRAIN_HIDE_CPU_FEATURES=avx512_bf16,amx_bf16 to try the fp32 path).
     public nonisolated(unsafe) static var hidden: Set<String> = Set(
-        (ProcessInfo.processInfo.environment["DTRAIN_HIDE_CPU_FEATURES"] ?? "").split(separator: ",").map(String.init))
+        (ProcessInfo.processInfo.environment["DTRAIN_HIDE_CPU_FEATURES"] ?? "").split(separator: ",").map(String.init)) {
+        didSet { (avx512BF16, amxBF16) = visible() }
+    }
 
-    public static var avx512BF16: Bool { !hidden.contains("avx512_bf16") && dt_cpu_has_avx512bf16() != 0 }
-    public static var amxBF16: Bool { !hidden.contains("amx_bf16") && dt_cpu_has_amx_bf16() != 0 }
+    /// cpuid once: in a VM every cpuid is a trip to the hypervisor, far too slow for a per-row check.
+    private static let hardware = (avx512BF16: dt_cpu_has_avx512bf16() != 0, amxBF16: dt_cpu_has_amx_bf16() != 0)
+    private static func visible() -> (Bool, Bool) {
+        (hardware.avx512BF16 && !hidden.contains("avx512_bf16"), hardware.amxBF16 && !hidden.contains("amx_bf16"))
+    }
+
+    public private(set) nonisolated(unsafe) static var avx512BF16 = visible().0
+    public private(set) nonisolated(unsafe) static var amxBF16 = visible().1
     public static var hasBF16Products: Bool { avx512BF16 || amxBF16 }
     public static var summary: String {
         "avx512_bf16 \(avx512BF16 ? "yes" : "no"), amx_bf16 \(amxBF16 ? "yes" : "no")"
@@ -94,6 +102,30 @@ public enum BF16 {
         Parallel.ranges(rows, minimumPerWorker: max(1, 16384 / max(1, cols))) { _, part in
             dt_f32_to_bf16(src + part.lowerBound * ld, ld, dst + part.lowerBound * cols, cols, part.count, cols, vector)
         }
+    }
+
+    /// dst (count) = bf16(src) on the calling thread (for use inside an already parallel region).
+    @inline(__always)
+    public static func convertHere(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        dt_f32_to_bf16(src, count, dst, count, 1, count, CPUFeatures.avx512BF16 ? 1 : 0)
+    }
+
+    /// GGUF Q4_1 / Q8_0 blocks (32 weights each) straight to bf16; needs `CPUFeatures.avx512BF16`.
+    public static func fromQ4_1(_ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<UInt16>) {
+        precondition(CPUFeatures.avx512BF16)
+        dt_q4_1_to_bf16(src, blocks, dst)
+    }
+
+    public static func fromQ8_0(_ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<UInt16>) {
+        precondition(CPUFeatures.avx512BF16)
+        dt_q8_0_to_bf16(src, blocks, dst)
+    }
+
+    /// NF4 blocks of 64 (32 bytes of codes, element 2i in the high nibble), one scale each, to bf16.
+    public static func fromNF4(codes: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, blocks: Int,
+                               codebook: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>) {
+        precondition(CPUFeatures.avx512BF16)
+        dt_nf4_to_bf16(codes, scales, blocks, codebook, dst)
     }
 
     /// The scalar conversion (same rounding), kept as the reference for tests.

@@ -8,9 +8,11 @@ extension LlamaModel {
     /// y (rows, out) = x (rows, in) · Wᵀ (+ y when `accumulate`) + adapter(x). The one entry point for projections.
     @inline(__always)
     func project(_ layer: Int, _ p: TensorNames.Projection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                 rows: Int, accumulate: Bool = false, ws: ForwardWorkspace, adapter: ModelAdapter?) {
+                 rows: Int, accumulate: Bool = false, sameInputAsPrevious: Bool = false, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        Profile.measure("forward \(p)") { w.forward(x, rows: rows, into: y, accumulate: accumulate, scratch: ws.productScratch) }
+        Profile.measure("forward \(p)") {
+            w.forward(x, rows: rows, into: y, accumulate: accumulate, inputAlreadyRounded: sameInputAsPrevious, scratch: ws.productScratch)
+        }
         if let adapter, adapter.adapts(layer: layer, p) {
             Profile.measure("forward adapter") { adapter.forward(layer: layer, p, weight: w, x: x, y: y, rows: rows) }
         }
@@ -29,8 +31,8 @@ extension LlamaModel {
         let kOut = cache.map { $0.keys[l].pointer + start * KD } ?? a.k.pointer
         let vOut = cache.map { $0.values[l].pointer + start * KD } ?? a.v.pointer
         project(l, .q, a.norm1.pointer, a.q.pointer, rows: N, ws: ws, adapter: adapter)
-        project(l, .k, a.norm1.pointer, kOut, rows: N, ws: ws, adapter: adapter)
-        project(l, .v, a.norm1.pointer, vOut, rows: N, ws: ws, adapter: adapter)
+        project(l, .k, a.norm1.pointer, kOut, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
+        project(l, .v, a.norm1.pointer, vOut, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
         if let b = w.biases[.q] { Vector.addBias(a.q.pointer, b, rows: N, cols: HD) }
         if let b = w.biases[.k] { Vector.addBias(kOut, b, rows: N, cols: KD) }
         if let b = w.biases[.v] { Vector.addBias(vOut, b, rows: N, cols: KD) }
@@ -54,7 +56,7 @@ extension LlamaModel {
             RMSNorm.forward(x, w.mlpNorm, a.norm2.pointer, rstd: a.rstd2.pointer, rows: N, channels: C, eps: c.rmsNormEps)
         }
         project(l, .gate, a.norm2.pointer, a.gate.pointer, rows: N, ws: ws, adapter: adapter)
-        project(l, .up, a.norm2.pointer, a.up.pointer, rows: N, ws: ws, adapter: adapter)
+        project(l, .up, a.norm2.pointer, a.up.pointer, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
         Profile.measure("forward swiglu") { SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I) }
         project(l, .down, a.hidden.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
     }

@@ -32,9 +32,11 @@ public final class FrozenMatrix {
 
     // MARK: products (forward and backward side by side)
 
-    /// y (n, rows) with leading dimension `ldy` = x (n, cols) · Wᵀ (+ y when `accumulate`).
+    /// y (n, rows) with leading dimension `ldy` = x (n, cols) · Wᵀ (+ y when `accumulate`). With
+    /// `inputAlreadyRounded` the caller promises that the previous product rounded this same x into the scratch
+    /// (q/k/v share one input, gate/up another, the LM head's chunks one).
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
-                        accumulate: Bool = false, scratch: ProductScratch) {
+                        accumulate: Bool = false, inputAlreadyRounded: Bool = false, scratch: ProductScratch) {
         let weight = operand(scratch)   // gathers a sharded weight: every rank, even one with no rows
         guard n > 0 else { return }
         switch weight {
@@ -42,7 +44,7 @@ public final class FrozenMatrix {
             BLAS.gemm(.noTrans, .trans, m: n, n: rows, k: cols, a: x, lda: cols, b: w, ldb: cols,
                       beta: accumulate ? 1 : 0, c: y, ldc: ldy ?? rows)
         case .bf16(let w):
-            let xb = scratch.roundedInput(x, ld: cols, rows: n, cols: cols)
+            let xb = inputAlreadyRounded ? UnsafePointer(scratch.input.pointer) : scratch.roundedInput(x, ld: cols, rows: n, cols: cols)
             BF16.gemm(.noTrans, .trans, m: n, n: rows, k: cols, a: xb, lda: cols, b: w, ldb: cols,
                       accumulate: accumulate, c: y, ldc: ldy ?? rows)
         }
@@ -74,14 +76,76 @@ public final class FrozenMatrix {
         case .bf16(let b): return .bf16(b.pointer)
         case .sharded(let p) where p.holdsBF16:
             return .bf16(Profile.measure("dequantize") { p.gatherBF16() })
+        case .sharded(let p) where compute == .bf16:
+            precondition(scratch.weightsBF16.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
+            Profile.measure("dequantize") { p.denseBF16(rows: rows, cols: cols, into: scratch.weightsBF16.pointer) }
+            return .bf16(scratch.weightsBF16.pointer)
         default:
+            if compute == .bf16 {
+                precondition(scratch.weightsBF16.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
+                Profile.measure("dequantize") { denseBF16(into: scratch.weightsBF16.pointer) }
+                return .bf16(scratch.weightsBF16.pointer)
+            }
             precondition(scratch.weights.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
             Profile.measure("dequantize") { dense(into: scratch.weights.pointer) }
-            guard compute == .bf16 else { return .f32(scratch.weights.pointer) }
-            Profile.measure("dequantize") {
-                BF16.convert(scratch.weights.pointer, ld: cols, into: scratch.weightsBF16.pointer, rows: rows, cols: cols)
+            return .f32(scratch.weights.pointer)
+        }
+    }
+
+    /// Writes the (rows, cols) matrix rounded to bf16, in HF row order, into `out`: stored blocks are
+    /// dequantized a row (or a run of NF4 blocks) at a time into a cache-sized buffer and rounded from there,
+    /// so no fp32 copy of the whole matrix is written and read back.
+    func denseBF16(into out: UnsafeMutablePointer<UInt16>) {
+        switch storage {
+        case .bf16(let b):
+            out.update(from: b.pointer, count: rows * cols)
+        case .quantized(let type, let raw, _):
+            let rowBytes = type.byteCount(elements: cols)!
+            let vector = CPUFeatures.avx512BF16 && (type == .q4_1 || type == .q8_0)
+            Parallel.ranges(rows, minimumPerWorker: 32) { _, range in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { row in
+                    for stored in range {
+                        let source = raw + stored * rowBytes, target = out + hfRow(stored) * cols
+                        if vector {
+                            if type == .q4_1 { BF16.fromQ4_1(source, blocks: cols / 32, into: target) }
+                            else { BF16.fromQ8_0(source, blocks: cols / 32, into: target) }
+                        } else {
+                            Dequantize.run(type, source, row.baseAddress!, count: cols)
+                            BF16.convertHere(row.baseAddress!, into: target, count: cols)
+                        }
+                    }
+                }
             }
-            return .bf16(scratch.weightsBF16.pointer)
+        case .nf4(let t):
+            t.codes.withUnsafeBufferPointer { Self.dequantizeNF4(t, codes: $0.baseAddress!, intoBF16: out) }
+        case .dense(let b):
+            BF16.convert(b.pointer, ld: cols, into: out, rows: rows, cols: cols)
+        case .sharded(let p):
+            p.denseBF16(rows: rows, cols: cols, into: out)
+        }
+    }
+
+    /// NF4 blocks dequantized and rounded to bf16 in runs of 64 blocks, on all of this rank's workers.
+    static func dequantizeNF4(_ t: NF4.Tensor, codes: UnsafePointer<UInt8>, intoBF16 out: UnsafeMutablePointer<UInt16>) {
+        let run = 64 * NF4.blockSize
+        let vector = CPUFeatures.avx512BF16
+        Parallel.ranges((t.count + run - 1) / run, minimumPerWorker: 4) { _, runs in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: run) { staging in
+                NF4.codebook.withUnsafeBufferPointer { book in
+                    for r in runs {
+                        let start = r * run, count = min(run, t.count - start)
+                        if vector {   // staging holds the run's block scales here
+                            let first = start / NF4.blockSize, blocks = count / NF4.blockSize
+                            NF4.blockScales(t, blocks: first..<(first + blocks), into: staging.baseAddress!)
+                            BF16.fromNF4(codes: codes + start / 2, scales: staging.baseAddress!, blocks: blocks,
+                                         codebook: book.baseAddress!, into: out + start)
+                        } else {
+                            NF4.dequantize(t, codes: codes, start: start, count: count, into: staging.baseAddress!)
+                            BF16.convertHere(staging.baseAddress!, into: out + start, count: count)
+                        }
+                    }
+                }
+            }
         }
     }
 

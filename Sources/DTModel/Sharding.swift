@@ -68,6 +68,21 @@ public final class ShardedPayload {
         return gather().assumingMemoryBound(to: UInt16.self)
     }
 
+    /// All-gathers the full payload and writes the (rows, cols) matrix rounded to bf16 in HF row order.
+    func denseBF16(rows: Int, cols: Int, into out: UnsafeMutablePointer<UInt16>) {
+        let raw = gather()
+        switch kind {
+        case .bf16:
+            out.update(from: raw.assumingMemoryBound(to: UInt16.self), count: rows * cols)
+        case .f32:
+            BF16.convert(raw.assumingMemoryBound(to: Float.self), ld: cols, into: out, rows: rows, cols: cols)
+        case .nf4(let t):
+            FrozenMatrix.dequantizeNF4(t, codes: raw.assumingMemoryBound(to: UInt8.self), intoBF16: out)
+        case .ggml(let type, let heads):
+            FrozenMatrix(rows: rows, cols: cols, storage: .quantized(type, raw, owner: scratch), permutedHeads: heads).denseBF16(into: out)
+        }
+    }
+
     /// All-gathers the full payload and dequantizes the (rows, cols) matrix in HF row order into `out`.
     func dense(rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
         let raw = gather()

@@ -71,7 +71,7 @@ public final class VocabularyMatrix {
     /// out (n, V) with leading dimension `ldo` = x (n, C) · Wᵀ, one product per chunk.
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, scratch: ProductScratch) {
         for i in chunks.indices {
-            chunks[i].forward(x, rows: n, into: out + chunkRange(i).lowerBound, ldy: ldo, scratch: scratch)
+            chunks[i].forward(x, rows: n, into: out + chunkRange(i).lowerBound, ldy: ldo, inputAlreadyRounded: i > 0, scratch: scratch)
         }
     }
 

@@ -15,6 +15,13 @@ void dt_f32_to_bf16(const float *src, long ld_src, uint16_t *dst, long ld_dst, l
 /// dst[i] = fp32(src[i]) (exact).
 void dt_bf16_to_f32(const uint16_t *src, float *dst, long count);
 
+/// Stored blocks to bf16 (need AVX512-BF16): `blocks` consecutive GGUF Q4_1 (20 bytes) or Q8_0 (34 bytes)
+/// blocks of 32; NF4 blocks of 64 (32 bytes, element 2i in the high nibble) with one fp32 scale per block and
+/// the 16-entry codebook.
+void dt_q4_1_to_bf16(const void *src, long blocks, uint16_t *dst);
+void dt_q8_0_to_bf16(const void *src, long blocks, uint16_t *dst);
+void dt_nf4_to_bf16(const uint8_t *codes, const float *scales, long blocks, const float *codebook, uint16_t *dst);
+
 /// A oneDNN matmul C (M, N) = A (M, K) · B (K, N) [+ C], A and B bf16, C fp32, all with leading
 /// dimensions; B is read transposed (B[k][n] at b[n * ldb + k]) when trans_b is 1, likewise A with trans_a.
 typedef struct dt_matmul dt_matmul;
