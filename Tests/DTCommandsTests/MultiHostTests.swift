@@ -23,7 +23,7 @@ final class MultiHostTests: XCTestCase {
         try lines.joined(separator: "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
         func args(_ output: String) -> [String] {
             ["train", "--model", dir, "--data", dir + "/train.jsonl", "--output", output, "--max-steps", "5", "--batch-size", "8",
-             "--micro-batch-size", "2", "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1"]
+             "--micro-batch-size", "2", "--learning-rate", "0.01", "--lora-rank", "4", "--threads", "1", "--compute", "fp32"]   // exact path
         }
         let single = temporaryDirectory(), multi = temporaryDirectory()
         let one = try DTrainProcess.run(args(single))
