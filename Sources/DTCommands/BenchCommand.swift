@@ -39,9 +39,9 @@ struct Bench: ParsableCommand {
             case "step":
                 let r = Benchmarks.dataParallelStep(model: model, comm: runtime.comm, batch: batch, length: length, iterations: iterations)
                 if runtime.comm.isRoot {
-                    Console.out(String(format: "step  %d rank(s) × %d thread(s): %.3f s/step, all-reduce %.4f s (%.2f%%), %.1f tokens/s",
+                    Console.out(String(format: "step  %d rank(s) × %d thread(s): %.3f s/step, all-reduce %.4f s (%.2f%%), %.1f tokens/s, %@",
                                        runtime.comm.size, runtime.threads, r.seconds, r.communication, 100 * r.communication / r.seconds,
-                                       Double(batch * length) / r.seconds))
+                                       Double(batch * length) / r.seconds, model.compute.kernelTag))
                 }
                 return
             case "forward": report = Benchmarks.forward(model: model, batch: batch, length: length, iterations: iterations)

@@ -178,20 +178,15 @@ public enum BF16 {
     /// Threads of oneDNN's calls (OpenMP) made from this thread.
     public static func setThreads(_ n: Int) { dt_set_onednn_threads(Int32(n)) }
 
-    /// Slow reference with the same signature as `gemm`: bf16 inputs widened, Double accumulation.
+    /// Slow reference with the same signature as `gemm`: the bf16 inputs widened (exactly) to fp32, then
+    /// BLAS.naiveGemm (Double accumulation).
     public static func naiveGemm(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int,
                                  a: UnsafePointer<UInt16>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
                                  accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        for i in 0..<m {
-            for j in 0..<n {
-                var sum: Double = 0
-                for p in 0..<k {
-                    let av = ta == .noTrans ? a[i * lda + p] : a[p * lda + i]
-                    let bv = tb == .noTrans ? b[p * ldb + j] : b[j * ldb + p]
-                    sum += Double(float(av)) * Double(float(bv))
-                }
-                c[i * ldc + j] = Float(sum) + (accumulate ? c[i * ldc + j] : 0)
-            }
-        }
+        var a32 = [Float](repeating: 0, count: (ta == .noTrans ? m : k) * lda)
+        var b32 = [Float](repeating: 0, count: (tb == .noTrans ? k : n) * ldb)
+        toFloat(a, into: &a32, count: a32.count)
+        toFloat(b, into: &b32, count: b32.count)
+        BLAS.naiveGemm(ta, tb, m: m, n: n, k: k, a: a32, lda: lda, b: b32, ldb: ldb, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
     }
 }
