@@ -1,9 +1,17 @@
 // Reading user text files: UTF-8 validated (an invalid byte is reported with its offset), JSONL parsed line
-// by line with the line number in every error. No line is ever dropped silently.
+// by line with the line number in every error. No line is ever dropped silently. Windows line endings read
+// as Unix ones: CRLF becomes LF (in Swift "\r\n" is one Character, so splitting on "\n" would not see it).
 import Foundation
 
 public enum TextFiles {
+    /// The file's text, UTF-8 validated, with CRLF line endings turned into LF.
     public static func readUTF8(_ path: String) throws -> String {
+        let text = try validatedUTF8(path)
+        return text.utf8.contains(13) ? text.replacingOccurrences(of: "\r\n", with: "\n") : text
+    }
+
+    /// The file's text as it is, UTF-8 validated.
+    private static func validatedUTF8(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FormatError(file: path, location: "", "cannot read the file (missing or unreadable)")
         }
