@@ -1,6 +1,7 @@
-// oneDNN's matmul primitive for bf16 A, B and fp32 C, one primitive per shape (created once, reused):
-// the memory objects are made once with no data and get the caller's pointers at each run, and the
-// scratchpad is the primitive's own (user-managed), so a run allocates nothing.
+// oneDNN's matmul primitive for bf16 A, B and fp32 C, one primitive per (n, k, layout) with the row count
+// given at each run (so every batch shape shares it): B's memory object is made once and gets the caller's
+// pointer at each run, A's and C's are small host objects of that run's row count, and the scratchpad is the
+// primitive's own (user-managed).
 #include "CBF16.h"
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -14,8 +15,7 @@ extern void omp_set_num_threads(int);
 struct dt_matmul {
     dnnl_primitive_t primitive;
     dnnl_memory_desc_t a_md, c_md;   // with a runtime row count: completed at each run
-    int runtime_rows;
-    dnnl_memory_t a, b, c, scratchpad;
+    dnnl_memory_t b, scratchpad;
     void *scratch;
 };
 
@@ -31,7 +31,7 @@ static void init_engine(void) {
 
 #define CHECK(call) do { status = (call); if (status != dnnl_success) { where = #call; goto fail; } } while (0)
 
-dt_matmul *dt_matmul_create(long m, long n, long k, int trans_a, long lda, int trans_b, long ldb, long ldc,
+dt_matmul *dt_matmul_create(long n, long k, int trans_a, long lda, int trans_b, long ldb, long ldc,
                             int accumulate, char *impl, int impl_capacity, char *error, int error_capacity) {
     pthread_once(&once, init_engine);
     dnnl_status_t status = engine_status;
@@ -43,8 +43,7 @@ dt_matmul *dt_matmul_create(long m, long n, long k, int trans_a, long lda, int t
     if (status != dnnl_success || !mm) goto fail;
 
     dnnl_memory_desc_t a_md, b_md, c_md;
-    // m < 0: the row count is given at each run (one primitive for every batch shape).
-    dnnl_dim_t rows = m < 0 ? DNNL_RUNTIME_DIM_VAL : m;
+    dnnl_dim_t rows = DNNL_RUNTIME_DIM_VAL;
     dnnl_dims_t a_dims = {rows, k}, b_dims = {k, n}, c_dims = {rows, n};
     dnnl_dims_t a_strides = {trans_a ? 1 : lda, trans_a ? lda : 1};
     dnnl_dims_t b_strides = {trans_b ? 1 : ldb, trans_b ? ldb : 1};
@@ -63,12 +62,7 @@ dt_matmul *dt_matmul_create(long m, long n, long k, int trans_a, long lda, int t
     }
     CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL));
     CHECK(dnnl_primitive_create(&mm->primitive, pd));
-    mm->runtime_rows = m < 0;
     mm->a_md = a_md; mm->c_md = c_md;
-    if (!mm->runtime_rows) {
-        CHECK(dnnl_memory_create(&mm->a, &a_md, engine, DNNL_MEMORY_NONE));
-        CHECK(dnnl_memory_create(&mm->c, &c_md, engine, DNNL_MEMORY_NONE));
-    }
     CHECK(dnnl_memory_create(&mm->b, &b_md, engine, DNNL_MEMORY_NONE));
     const dnnl_memory_desc_t *scratch_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t scratch_bytes = scratch_md ? dnnl_memory_desc_get_size(scratch_md) : 0;
@@ -101,33 +95,27 @@ fail:
 
 int dt_matmul_run(dt_matmul *mm, long m, const uint16_t *a, const uint16_t *b, float *c) {
     dnnl_status_t status;
-    dnnl_memory_t a_mem = mm->a, c_mem = mm->c;
-    if (mm->runtime_rows) {   // memory objects of this run's row count (small host objects, no data)
-        dnnl_memory_desc_t a_md = mm->a_md, c_md = mm->c_md;
-        a_md.dims[0] = m; c_md.dims[0] = m;
-        a_md.padded_dims[0] = m; c_md.padded_dims[0] = m;
-        if ((status = dnnl_memory_create(&a_mem, &a_md, engine, (void *)a)) != dnnl_success) return (int)status;
-        if ((status = dnnl_memory_create(&c_mem, &c_md, engine, c)) != dnnl_success) { dnnl_memory_destroy(a_mem); return (int)status; }
-    } else {
-        if ((status = dnnl_memory_set_data_handle(a_mem, (void *)a)) != dnnl_success) return (int)status;
-        if ((status = dnnl_memory_set_data_handle(c_mem, c)) != dnnl_success) return (int)status;
-    }
+    dnnl_memory_t a_mem = NULL, c_mem = NULL;
+    dnnl_memory_desc_t a_md = mm->a_md, c_md = mm->c_md;
+    a_md.dims[0] = m; c_md.dims[0] = m;
+    a_md.padded_dims[0] = m; c_md.padded_dims[0] = m;
+    if ((status = dnnl_memory_create(&a_mem, &a_md, engine, (void *)a)) != dnnl_success) goto done;
+    if ((status = dnnl_memory_create(&c_mem, &c_md, engine, c)) != dnnl_success) goto done;
     if ((status = dnnl_memory_set_data_handle(mm->b, (void *)b)) != dnnl_success) goto done;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, mm->b}, {DNNL_ARG_DST, c_mem},
                                {DNNL_ARG_SCRATCHPAD, mm->scratchpad}};
     if ((status = dnnl_primitive_execute(mm->primitive, stream, mm->scratchpad ? 4 : 3, args)) != dnnl_success) goto done;
     status = dnnl_stream_wait(stream);
 done:
-    if (mm->runtime_rows) { dnnl_memory_destroy(a_mem); dnnl_memory_destroy(c_mem); }
+    if (a_mem) dnnl_memory_destroy(a_mem);
+    if (c_mem) dnnl_memory_destroy(c_mem);
     return (int)status;
 }
 
 void dt_matmul_destroy(dt_matmul *mm) {
     if (!mm) return;
     if (mm->primitive) dnnl_primitive_destroy(mm->primitive);
-    if (mm->a) dnnl_memory_destroy(mm->a);
     if (mm->b) dnnl_memory_destroy(mm->b);
-    if (mm->c) dnnl_memory_destroy(mm->c);
     if (mm->scratchpad) dnnl_memory_destroy(mm->scratchpad);
     free(mm->scratch);
     free(mm);

@@ -132,7 +132,7 @@ public enum TrainingRun {
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(rows: trainer.workspace.maxBatch * trainer.workspace.maxLength)))")
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
         }

@@ -150,7 +150,7 @@ public enum BF16 {
         primitives.withLock { cache in
             if let p = cache[s] { return p }
             var impl = [CChar](repeating: 0, count: 128), error = [CChar](repeating: 0, count: 256)
-            let created = dt_matmul_create(-1, s.n, s.k, s.transA ? 1 : 0, s.lda, s.transB ? 1 : 0, s.ldb, s.ldc, s.accumulate ? 1 : 0,
+            let created = dt_matmul_create(s.n, s.k, s.transA ? 1 : 0, s.lda, s.transB ? 1 : 0, s.ldb, s.ldc, s.accumulate ? 1 : 0,
                                            &impl, 128, &error, 256)
             guard let created else {
                 preconditionFailure("oneDNN could not create a bf16 matmul for n \(s.n), k \(s.k): \(String(cString: error))")

@@ -76,10 +76,6 @@ public final class FrozenMatrix {
         case .bf16(let b): return .bf16(b.pointer)
         case .sharded(let p) where p.holdsBF16:
             return .bf16(Profile.measure("dequantize") { p.gatherBF16() })
-        case .sharded(let p) where compute == .bf16:
-            precondition(scratch.weightsBF16.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
-            Profile.measure("dequantize") { p.denseBF16(rows: rows, cols: cols, into: scratch.weightsBF16.pointer) }
-            return .bf16(scratch.weightsBF16.pointer)
         default:
             if compute == .bf16 {
                 precondition(scratch.weightsBF16.count >= rows * cols, "product scratch smaller than a \(rows) × \(cols) weight")
@@ -164,14 +160,6 @@ public final class FrozenMatrix {
         case .quantized(let type, _, _): type.byteCount(elements: rows * cols)!
         case .nf4(let t): t.bytes
         case .sharded(let p): p.bytesHeld
-        }
-    }
-
-    /// Whether products read the weight as it is held (no per-use dequantization or gathering).
-    public var isResident: Bool {
-        switch storage {
-        case .dense, .bf16: true
-        case .quantized, .nf4, .sharded: false
         }
     }
 

@@ -151,11 +151,9 @@ public final class LlamaModel {
         return total
     }
 
-    /// Bytes of the scratch buffers (per-use dequantization of one projection, bf16 inputs, gather buffer).
-    public func scratchBytes(rows: Int) -> Int {
-        let n = productScratchElements(rows: rows)
-        return n.weights * (compute == .bf16 ? 6 : 4) + n.input * 2 + gatherScratch.bytes.count
-    }
+    /// Bytes of the scratch buffers: a workspace's product scratch (per-use dequantization, bf16 inputs) and
+    /// the gather buffer of a sharded base.
+    public func scratchBytes(_ ws: ForwardWorkspace) -> Int { ws.productScratch.bytes + gatherScratch.bytes.count }
 
     /// Largest projection (elements), the size of the per-layer dequantization scratch.
     public var largestProjection: Int { Self.largestProjection(config) }

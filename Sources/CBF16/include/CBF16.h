@@ -26,12 +26,12 @@ void dt_nf4_to_bf16(const uint8_t *codes, const float *scales, long blocks, cons
 /// dimensions; B is read transposed (B[k][n] at b[n * ldb + k]) when trans_b is 1, likewise A with trans_a.
 typedef struct dt_matmul dt_matmul;
 
-/// Creates the primitive for one shape, m < 0 for a row count given at each run (NULL on failure; `error` then holds oneDNN's status text).
+/// Creates the primitive for one (n, k, layout), the row count m given at each run (NULL on failure; `error`
+/// then holds oneDNN's status text).
 /// `impl` receives the implementation oneDNN chose (e.g. "brg:avx512_core_bf16").
-dt_matmul *dt_matmul_create(long m, long n, long k, int trans_a, long lda, int trans_b, long ldb, long ldc,
+dt_matmul *dt_matmul_create(long n, long k, int trans_a, long lda, int trans_b, long ldb, long ldc,
                             int accumulate, char *impl, int impl_capacity, char *error, int error_capacity);
-/// Runs it on these pointers (`m` rows when created with m < 0, a row count given per run); returns 0 on
-/// success, else a oneDNN status code.
+/// Runs it on these pointers for m rows; returns 0 on success, else a oneDNN status code.
 int dt_matmul_run(dt_matmul *mm, long m, const uint16_t *a, const uint16_t *b, float *c);
 void dt_matmul_destroy(dt_matmul *mm);
 
