@@ -112,19 +112,19 @@ public enum BF16 {
 
     /// GGUF Q4_1 / Q8_0 blocks (32 weights each) straight to bf16; needs `CPUFeatures.avx512BF16`.
     public static func fromQ4_1(_ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<UInt16>) {
-        precondition(CPUFeatures.avx512BF16)
+        guard CPUFeatures.avx512BF16 else { fatalError("AVX512-BF16 block expansion on a CPU without AVX512_BF16") }
         dt_q4_1_to_bf16(src, blocks, dst)
     }
 
     public static func fromQ8_0(_ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<UInt16>) {
-        precondition(CPUFeatures.avx512BF16)
+        guard CPUFeatures.avx512BF16 else { fatalError("AVX512-BF16 block expansion on a CPU without AVX512_BF16") }
         dt_q8_0_to_bf16(src, blocks, dst)
     }
 
     /// NF4 blocks of 64 (32 bytes of codes, element 2i in the high nibble), one scale each, to bf16.
     public static func fromNF4(codes: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, blocks: Int,
                                codebook: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>) {
-        precondition(CPUFeatures.avx512BF16)
+        guard CPUFeatures.avx512BF16 else { fatalError("AVX512-BF16 block expansion on a CPU without AVX512_BF16") }
         dt_nf4_to_bf16(codes, scales, blocks, codebook, dst)
     }
 
@@ -153,7 +153,7 @@ public enum BF16 {
             let created = dt_matmul_create(s.n, s.k, s.transA ? 1 : 0, s.lda, s.transB ? 1 : 0, s.ldb, s.ldc, s.accumulate ? 1 : 0,
                                            &impl, 128, &error, 256)
             guard let created else {
-                preconditionFailure("oneDNN could not create a bf16 matmul for n \(s.n), k \(s.k): \(String(cString: error))")
+                fatalError("oneDNN could not create a bf16 matmul for n \(s.n), k \(s.k): \(String(cString: error))")
             }
             cache[s] = (created, String(cString: impl))
             return cache[s]!
@@ -167,7 +167,7 @@ public enum BF16 {
         guard m > 0, n > 0 else { return }
         let shape = Shape(n: n, k: k, transA: ta == .trans, lda: lda, transB: tb == .trans, ldb: ldb, ldc: ldc, accumulate: accumulate)
         let status = dt_matmul_run(primitive(shape).primitive, m, a, b, c)
-        precondition(status == 0, "oneDNN matmul (\(m) × \(n) × \(k)) failed with status \(status)")
+        if status != 0 { fatalError("oneDNN matmul (\(m) × \(n) × \(k)) failed with status \(status)") }
     }
 
     /// The implementation oneDNN picks for a layer-sized product (1536 × 576, weights transposed) on this CPU.
