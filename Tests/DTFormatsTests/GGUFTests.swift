@@ -7,7 +7,7 @@ import XCTest
 
 final class GGUFTests: XCTestCase {
     func fixture(_ name: String) throws -> String {
-        try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/\(name)", ofType: nil), "fixture \(name) missing: run scripts/make_fixtures.py")
+        try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/\(name)", ofType: nil), "fixture \(name) missing: run scripts/make_model_fixtures.py")
     }
 
     /// Invariant: every GGUF value type written by the reference writer reads back with its value.
