@@ -1,5 +1,6 @@
-// Typed errors for bad model, tokenizer and data files. Every message names the file, where in it
-// (byte offset, key or line), what was expected and what was found.
+// Typed errors for bad model, tokenizer and data files (FormatError: the file, where in it — byte offset, key or
+// line — what was expected and what was found) and for output files that cannot be written (WriteError: the
+// output path, the step that failed and the system's reason).
 import Foundation
 
 public struct FormatError: Error, CustomStringConvertible, Equatable {
@@ -28,4 +29,17 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         location.isEmpty ? "\(file): \(message)" : "\(file): \(location): \(message)"
     }
+}
+
+public struct WriteError: Error, CustomStringConvertible, Equatable {
+    /// The output file (not its temporary sibling).
+    public var path: String
+    public var message: String
+
+    public init(path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
 }

@@ -51,6 +51,9 @@ public final class GGUFFile {
     public let metadata: [String: GGUFValue]
     /// Keys in file order (for inspect).
     public let metadataKeys: [String]
+    /// Where each key-value record lies in the file: from the first byte of the key's length to the end of
+    /// the value (what `GGUFMetadataEntry.copied` writes unchanged into another file).
+    public let metadataRecords: [String: Range<Int>]
     public let tensors: [GGUFTensorInfo]
     public let tensorIndex: [String: Int]
     public let mapped: MappedFile
@@ -78,6 +81,7 @@ public final class GGUFFile {
         }
         var metadata: [String: GGUFValue] = [:]
         var keys: [String] = []
+        var records: [String: Range<Int>] = [:]
         for _ in 0..<Int(kvCount) {
             let keyOffset = r.offset
             let key = try Self.readString(&r, "metadata key")
@@ -85,6 +89,7 @@ public final class GGUFFile {
             metadata[key] = try Self.readValue(&r, type: type, key: key, depth: 0)
             if metadata.count == keys.count { throw FormatError.at(path, offset: keyOffset, "duplicate metadata key '\(key)'") }
             keys.append(key)
+            records[key] = keyOffset..<r.offset
         }
         let alignment = metadata["general.alignment"]?.int ?? 32
         guard alignment > 0, alignment <= 1 << 20, alignment % 8 == 0 || alignment == 1 || alignment == 4 else {
@@ -141,12 +146,18 @@ public final class GGUFFile {
         }
         self.metadata = metadata
         self.metadataKeys = keys
+        self.metadataRecords = records
         self.tensors = tensors
         self.tensorIndex = index
     }
 
     public func tensor(_ name: String) -> GGUFTensorInfo? {
         tensorIndex[name].map { tensors[$0] }
+    }
+
+    /// The bytes of `key`'s whole record (key string, value type, value), valid while this file lives.
+    public func rawRecord(_ key: String) -> UnsafeRawBufferPointer? {
+        metadataRecords[key].map { UnsafeRawBufferPointer(rebasing: mapped.bytes[$0]) }
     }
 
     public func data(of info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
