@@ -19,6 +19,8 @@ struct Eval: ParsableCommand {
     var context = 256
     @Option(help: "Sequences per forward pass on each rank.")
     var batchSize = 4
+    @Option(help: "Count only the predictions made at positions ≥ this within each sequence (llama-perplexity scores from context/2).")
+    var scoreFrom = 0
     @Flag(help: "Print the result as one JSON line.")
     var json = false
 
@@ -27,10 +29,14 @@ struct Eval: ParsableCommand {
         runtime.run {
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: context)
             runtime.log("compute: \(loaded.model.compute.kernelDescription)")
+            guard scoreFrom >= 0, scoreFrom < context - 1 else {
+                throw CommandError("--score-from must be in 0..<\(context - 1) (below --context - 1), not \(scoreFrom)")
+            }
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
             let rows = batchSize * (sequences.map(\.count).max() ?? 1)
             let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: rows) }
-            let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter)
+            let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter,
+                                             scoreFrom: scoreFrom)
             guard runtime.comm.isRoot else { return }
             if json {
                 Console.out(String(format: "{\"mean_nll\": %.8f, \"perplexity\": %.6f, \"tokens\": %d, \"sequences\": %d, \"truncated\": %d}",
@@ -79,7 +85,7 @@ public enum Evaluator {
 
     /// Sequence i is evaluated by rank i mod N; the sums are all-reduced, so every rank gets the total.
     public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int,
-                                adapter: ModelAdapter? = nil) -> Result {
+                                adapter: ModelAdapter? = nil, scoreFrom: Int = 0) -> Result {
         let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
         let V = adapter?.virtualTokens ?? 0
         let length = V + (sequences.map(\.count).max() ?? 1)
@@ -93,7 +99,7 @@ public enum Evaluator {
             ws.load(batch.isEmpty ? [[0]] : batch, reserved: V)
             model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
-                for t in 0..<(seq.count - 1) {
+                for t in min(scoreFrom, seq.count - 1)..<(seq.count - 1) {
                     let row = ws.logits.pointer + (b * ws.length + V + t) * vocab
                     sums[0] += Softmax.logSumExp(row, count: vocab) - Double(row[Int(seq[t + 1])])
                     sums[1] += 1

@@ -3,6 +3,7 @@ import ArgumentParser
 import DTFormats
 import DTModel
 import DTTokenizer
+import DTTraining
 import Foundation
 
 struct Inspect: ParsableCommand {
@@ -27,6 +28,10 @@ struct Inspect: ParsableCommand {
 
 public enum InspectReport {
     public static func make(path: String, listTensors: Bool) throws -> String {
+        if LoRAWeights.isGGUFFile(path) {
+            let g = try GGUFFile(path: path)
+            if g.metadata["general.type"]?.string == "adapter" { return adapter(g, listTensors: listTensors) }
+        }
         let source = try ModelSource(path: path)
         let c = source.config
         var lines: [String] = []
@@ -73,6 +78,32 @@ public enum InspectReport {
                 for t in source.safetensorsInventory { lines.append("  \(t.name)  \(t.dtype)  \(t.shape)  \(t.bytes) B") }
             }
         }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension InspectReport {
+    /// A llama.cpp adapter GGUF: every metadata key (arrays summarised), rank and targets from its tensors.
+    static func adapter(_ g: GGUFFile, listTensors: Bool) -> String {
+        var lines = ["adapter: \(g.path)", "format: GGUF v\(g.version) \(g.metadata["adapter.type"]?.string ?? "?") adapter (llama.cpp), \(g.tensors.count) tensors"]
+        let ranks = Set(g.tensors.filter { $0.name.hasSuffix(".lora_b") }.map { $0.dims[0] })
+        let targets = Set(g.tensors.compactMap { t -> String? in
+            let parts = t.name.split(separator: ".")
+            return parts.count == 5 && parts[0] == "blk" ? String(parts[2]) : nil
+        })
+        lines.append("rank \(ranks.sorted().map(String.init).joined(separator: ", ")) on \(targets.sorted().joined(separator: ", ")); types "
+                     + Set(g.tensors.map(\.type.name)).sorted().joined(separator: ", "))
+        for key in g.metadataKeys {
+            let value: String
+            switch g.metadata[key]! {
+            case .array(let items): value = "[\(items.prefix(8).map { $0.string ?? $0.double.map { "\($0)" } ?? "?" }.joined(separator: ", "))\(items.count > 8 ? ", … (\(items.count))" : "")]"
+            case .string(let s): value = "\"\(s)\""
+            case .bool(let b): value = "\(b)"
+            case let v: value = v.int.map(String.init) ?? v.double.map { "\($0)" } ?? "?"
+            }
+            lines.append("  \(key) = \(value)")
+        }
+        if listTensors { for t in g.tensors { lines.append("  \(t.name)  \(t.type.name)  \(t.dims)  \(t.byteCount) B") } }
         return lines.joined(separator: "\n")
     }
 }

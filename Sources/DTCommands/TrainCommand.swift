@@ -42,6 +42,7 @@ struct Train: ParsableCommand {
     @Option(help: "LoRA dropout.") var loraDropout: Double?
     @Option(help: "LoRA target projections, comma-separated.") var loraTargets: String?
     @Option(help: "rsLoRA scaling (true/false).") var useRslora: Bool?
+    @Option(help: "Start LoRA from this adapter: a PEFT directory or a llama.cpp GGUF adapter (its rank, alpha and targets are used).") var initAdapter: String?
     @Option(help: "Recompute activations in backward (true/false).") var recompute: Bool?
     @Option(help: "Steps between progress lines.") var logEvery: Int?
     @Option(help: "Also write TensorBoard event files into the run directory (true/false).") var tensorboard: Bool?
@@ -69,7 +70,7 @@ struct Train: ParsableCommand {
             ("chat_template", chatTemplate), ("batch_size", batchSize), ("micro_batch_size", microBatchSize), ("epochs", epochs),
             ("max_steps", maxSteps), ("learning_rate", learningRate), ("schedule", schedule), ("warmup_steps", warmupSteps),
             ("weight_decay", weightDecay), ("max_grad_norm", maxGradNorm), ("seed", seed), ("lora_rank", loraRank),
-            ("lora_alpha", loraAlpha), ("lora_dropout", loraDropout), ("lora_targets", loraTargets), ("use_rslora", useRslora),
+            ("lora_alpha", loraAlpha), ("lora_dropout", loraDropout), ("lora_targets", loraTargets), ("use_rslora", useRslora), ("init_adapter", initAdapter),
             ("recompute", recompute), ("log_every", logEvery), ("tensorboard", tensorboard), ("eval_every", evalEvery), ("save_every", saveEvery),
             ("keep_checkpoints", keepCheckpoints), ("resume", resume), ("threads", threads),
             ("num_virtual_tokens", numVirtualTokens), ("prompt_init", promptInit), ("prompt_init_text", promptInitText),
@@ -123,7 +124,16 @@ public enum TrainingRun {
             train = parts.train
             valid = parts.valid
         }
-        let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid)
+        var initial: LoRAWeights?
+        if !config.initAdapter.isEmpty {
+            guard ["lora", "qlora"].contains(config.method) else {
+                throw CommandError("init_adapter applies to lora and qlora, not to method \(config.method)")
+            }
+            let weights = try LoRAWeights.read(config.initAdapter, config: loaded.model.config)
+            config.adopt(weights.options)
+            initial = weights
+        }
+        let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid, initial: initial)
         let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
                               adapter: adapter)
         if comm.isRoot {
@@ -131,7 +141,8 @@ public enum TrainingRun {
             try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
-            let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens" : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))"
+            let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens"
+                : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
             runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
@@ -159,7 +170,8 @@ public enum TrainingRun {
         let finalValid = try trainer.run()
         if comm.isRoot {
             let final = (config.output as NSString).appendingPathComponent("final")
-            try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model))
+            try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model)
+                                      + [("trainer_state.json", try Checkpoint.stateJSON(trainer.state))])
             runtime.log("saved the adapter to \(final) (PEFT \(config.method == "prompt" ? "PROMPT_TUNING" : "LoRA"))")
             if let baseLoss, let finalValid {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
@@ -170,7 +182,7 @@ public enum TrainingRun {
 }
 
 /// The adapter kind of `config.method`, freshly initialised (identically on every rank).
-func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, valid: Dataset?) throws -> TrainableAdapter {
+func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, valid: Dataset?, initial: LoRAWeights? = nil) throws -> TrainableAdapter {
     switch config.method {
     case "prompt":
         let adapter = PromptTuningAdapter(model: loaded.model, virtualTokens: config.numVirtualTokens)
@@ -179,6 +191,7 @@ func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, val
         return adapter
     default:
         let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
+        if let initial { return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout) }
         return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed))
     }
 }

@@ -150,6 +150,13 @@ public enum SafetensorsWriter {
     }
 
     public static func encode(_ entries: [Entry], metadata: [String: String] = [:]) -> Data {
+        var data = Data(header(entries.map { ($0.name, .f32, $0.shape) }, metadata: metadata))
+        for e in entries { e.values.withUnsafeBytes { data.append(contentsOf: $0) } }
+        return data
+    }
+
+    /// The length prefix and JSON header of a file holding `tensors` back to back in this order.
+    public static func header(_ tensors: [(name: String, dtype: SafetensorsDType, shape: [Int])], metadata: [String: String]) -> [UInt8] {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
@@ -157,19 +164,15 @@ public enum SafetensorsWriter {
             parts.append("\"__metadata__\":{\(fields.joined(separator: ","))}")
         }
         var offset = 0
-        for e in entries {
-            let size = e.values.count * 4
-            parts.append("\(jsonString(e.name)):{\"dtype\":\"F32\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+        for t in tensors {
+            let size = t.shape.reduce(1, *) * t.dtype.size
+            parts.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         header += parts.joined(separator: ",") + "}"
         while (header.utf8.count + 8) % 8 != 0 { header += " " }
-        var data = Data()
         var n = UInt64(header.utf8.count).littleEndian
-        withUnsafeBytes(of: &n) { data.append(contentsOf: $0) }
-        data.append(contentsOf: Array(header.utf8))
-        for e in entries { e.values.withUnsafeBytes { data.append(contentsOf: $0) } }
-        return data
+        return withUnsafeBytes(of: &n) { Array($0) } + Array(header.utf8)
     }
 
     /// A JSON string literal for `s` (quotes, backslashes and control characters escaped).

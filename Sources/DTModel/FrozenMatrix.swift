@@ -207,9 +207,7 @@ public final class FrozenMatrix {
     /// llama.cpp: stored = h·D + 2i + j  holds  HF  h·D + j·D/2 + i.
     @inline(__always) func hfRow(_ r: Int) -> Int {
         guard let heads = permutedHeads else { return r }
-        let d = rows / heads
-        let h = r / d, within = r % d
-        return h * d + (within % 2) * (d / 2) + within / 2
+        return LlamaCppRowOrder.hfRow(r, rows: rows, heads: heads)
     }
 
     /// A resident copy in HF order for products in `compute`: fp32, or rounded to bf16 once.

@@ -49,3 +49,48 @@ public enum TensorNames {
         return nil
     }
 }
+
+/// llama.cpp's Q/K row order for llama-architecture GGUF files (convert_hf_to_gguf.py `permute`): within each
+/// head of D rows, stored row 2i + j holds HF row j·D/2 + i, so RoPE can rotate adjacent pairs.
+public enum LlamaCppRowOrder {
+    /// The HF row held by stored row `r` of a matrix with `rows` rows in `heads` heads.
+    @inline(__always) public static func hfRow(_ r: Int, rows: Int, heads: Int) -> Int {
+        let d = rows / heads
+        let h = r / d, within = r % d
+        return h * d + (within % 2) * (d / 2) + within / 2
+    }
+
+    /// `rows × cols` values reordered between HF and stored order: `toStored` gives stored[r] = hf[hfRow(r)].
+    public static func reorder(_ values: [Float], rows: Int, cols: Int, heads: Int, toStored: Bool) -> [Float] {
+        precondition(values.count == rows * cols && rows % heads == 0 && (rows / heads) % 2 == 0, "Q/K reorder \(rows)×\(cols) / \(heads)")
+        var out = values
+        for r in 0..<rows {
+            let h = hfRow(r, rows: rows, heads: heads)
+            let (dst, src) = toStored ? (r, h) : (h, r)
+            for c in 0..<cols { out[dst * cols + c] = values[src * cols + c] }
+        }
+        return out
+    }
+}
+
+extension LlamaConfig {
+    /// (out, in) of a projection: q (H·D, C), k/v (K·D, C), o (C, H·D), gate/up (I, C), down (C, I).
+    public func projectionShape(_ p: TensorNames.Projection) -> (out: Int, in: Int) {
+        switch p {
+        case .q: (heads * headDim, hiddenSize)
+        case .k, .v: (kvHeads * headDim, hiddenSize)
+        case .o: (hiddenSize, heads * headDim)
+        case .gate, .up: (intermediateSize, hiddenSize)
+        case .down: (hiddenSize, intermediateSize)
+        }
+    }
+
+    /// The llama.cpp architecture name a GGUF of this model carries (convert_hf_to_gguf writes Mistral as llama).
+    public var ggufArchitecture: String { architecture == "mistral" ? "llama" : architecture }
+
+    /// Heads whose rows llama.cpp permutes in a GGUF of this model (llama architecture: q and k), else nil.
+    public func ggufPermutedHeads(_ p: TensorNames.Projection) -> Int? {
+        guard ggufArchitecture == "llama" else { return nil }
+        switch p { case .q: return heads; case .k: return kvHeads; default: return nil }
+    }
+}

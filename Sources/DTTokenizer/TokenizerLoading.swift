@@ -33,16 +33,7 @@ extension Tokenizer {
             }
             for (i, t) in types.enumerated() where t.int == 3 || t.int == 4 { special.insert(Int32(i)) }
         }
-        let pre = meta["tokenizer.ggml.pre"]?.string ?? "default"
-        let family: PreTokenizerFamily
-        switch pre {
-        case "default", "gpt2", "gpt-2": family = .gpt2
-        case "smollm", "starcoder", "refact": family = .smollm
-        case "llama3", "llama-bpe", "llama-v3", "smaug-bpe", "dbrx": family = .llama3
-        case "qwen2", "deepseek-r1-qwen": family = .qwen2
-        default:
-            throw FormatError.key(file, "tokenizer.ggml.pre", "unknown pre-tokenizer '\(pre)' (known: gpt2, smollm, llama-bpe, qwen2)")
-        }
+        let family = try Self.family(gguf: gguf)
         func id(_ key: String) throws -> Int32? {
             guard let v = meta[key] else { return nil }
             guard let n = v.int, n >= 0, n < tokens.count else {
@@ -56,6 +47,19 @@ extension Tokenizer {
                       addBos: meta["tokenizer.ggml.add_bos_token"]?.bool ?? false,
                       ignoreMerges: family == .llama3,
                       chatTemplate: meta["tokenizer.chat_template"]?.string, source: file)
+    }
+
+    /// The pre-tokenizer family a GGUF's `tokenizer.ggml.pre` names.
+    static func family(gguf: GGUFFile) throws -> PreTokenizerFamily {
+        let pre = gguf.metadata["tokenizer.ggml.pre"]?.string ?? "default"
+        switch pre {
+        case "default", "gpt2", "gpt-2": return .gpt2
+        case "smollm", "starcoder", "refact": return .smollm
+        case "llama3", "llama-bpe", "llama-v3", "smaug-bpe", "dbrx": return .llama3
+        case "qwen2", "deepseek-r1-qwen": return .qwen2
+        default:
+            throw FormatError.key(gguf.path, "tokenizer.ggml.pre", "unknown pre-tokenizer '\(pre)' (known: gpt2, smollm, llama-bpe, qwen2)")
+        }
     }
 
     /// From a Hugging Face tokenizer.json (model.type BPE with byte-level pre-tokenizer), plus the optional
@@ -126,6 +130,9 @@ extension Tokenizer {
             bos = tokenId("bos_token"); eos = tokenId("eos_token"); pad = tokenId("pad_token")
             addBos = (config["add_bos_token"] as? Bool) ?? false
         }
+        // transformers ≥ 4.43 may save the template as chat_template.jinja (5.x always does); it wins over the key.
+        let jinjaPath = (dir as NSString).appendingPathComponent("chat_template.jinja")
+        if FileManager.default.fileExists(atPath: jinjaPath) { template = try TextFiles.readUTF8(jinjaPath) }
         try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
                       bos: bos, eos: eos, pad: pad, addBos: addBos,
                       ignoreMerges: (model["ignore_merges"] as? Bool) ?? false, chatTemplate: template, source: path)

@@ -22,12 +22,17 @@ public enum Checkpoint {
             .init(name: "exp_avg", shape: [arena.count], values: Array(arena.firstMoment.buffer)),
             .init(name: "exp_avg_sq", shape: [arena.count], values: Array(arena.secondMoment.buffer)),
         ], metadata: ["format": "dtrain", "optimizer": "adamw"])
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let stateData = try encoder.encode(state)
+        let stateData = try stateJSON(state)
         try AtomicDirectory.write(directory, files: adapterFiles + [("optimizer.safetensors", moments),
                                                                      ("trainer_state.json", stateData),
                                                                      ("config.yaml", Data(configYAML.utf8))])
+    }
+
+    /// trainer_state.json's bytes (also written beside the final adapter, so exports can name the steps).
+    public static func stateJSON(_ state: TrainerState) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(state)
     }
 
     /// Complete checkpoints in `output`, oldest first.

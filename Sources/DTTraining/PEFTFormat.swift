@@ -29,6 +29,20 @@ public enum PEFTFormat {
          ("adapter_model.safetensors", tensors(adapter.arena))]
     }
 
+    /// PEFT files of model-independent LoRA weights (e.g. read from a GGUF adapter).
+    public static func loraFiles(_ weights: LoRAWeights, layers: Int, baseModel: String) throws -> [(String, Data)] {
+        var entries: [SafetensorsWriter.Entry] = []
+        for l in 0..<layers {
+            for p in weights.options.targets {
+                guard let pair = weights.pair(l, p) else { continue }
+                entries.append(.init(name: LoRAAdapter.tensorName(l, p, "A"), shape: [weights.options.rank, pair.a.count / weights.options.rank], values: pair.a))
+                entries.append(.init(name: LoRAAdapter.tensorName(l, p, "B"), shape: [pair.b.count / weights.options.rank, weights.options.rank], values: pair.b))
+            }
+        }
+        return [("adapter_config.json", try loraConfigJSON(weights.options, baseModel: baseModel)),
+                ("adapter_model.safetensors", SafetensorsWriter.encode(entries, metadata: ["format": "pt"]))]
+    }
+
     /// adapter_config.json of a PEFT directory as a JSON object.
     public static func readConfig(_ dir: String) throws -> [String: Any] {
         let path = (dir as NSString).appendingPathComponent("adapter_config.json")
@@ -85,25 +99,6 @@ public enum PEFTFormat {
 
     /// Loads a PEFT LoRA directory onto `model`: every tensor must be a known LoRA tensor of the right shape.
     public static func loadLoRA(_ dir: String, model: LlamaModel, maxRows: Int) throws -> LoRAAdapter {
-        let options = try readLoRAOptions(dir)
-        let adapter = LoRAAdapter(model: model, options: options, maxRows: maxRows, seed: 0)
-        let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
-        let file = try SafetensorsFile(path: path)
-        var seen = Set<String>()
-        for (rawName, tensor) in file.tensors {
-            let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
-            guard let entry = adapter.arena.entry(name) else {
-                throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
-            }
-            guard tensor.shape == entry.shape else {
-                throw FormatError.key(path, rawName, "expected shape \(entry.shape), found \(tensor.shape)")
-            }
-            adapter.arena.set(name, try file.floats(rawName))
-            seen.insert(name)
-        }
-        if let missing = adapter.arena.entries.first(where: { !seen.contains($0.name) }) {
-            throw FormatError.key(path, missing.name, "missing tensor (adapter_config.json lists its module)")
-        }
-        return adapter
+        try LoRAWeights.readPEFT(dir, config: model.config).adapter(model: model, maxRows: maxRows)
     }
 }

@@ -37,6 +37,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var loraDropout = 0.0
     public var loraTargets = TensorNames.Projection.allCases.map(\.rawValue)
     public var useRSLoRA = false
+    public var initAdapter = ""
     public var recompute = false
     public var logEvery = 1
     public var tensorboard = true
@@ -76,7 +77,8 @@ public struct TrainConfig: Equatable, Sendable {
         ("weight_decay", "AdamW decoupled weight decay"), ("max_grad_norm", "clip the global gradient norm (0: off)"),
         ("seed", "seed for data order and initialisation"), ("lora_rank", "LoRA rank r"), ("lora_alpha", "LoRA alpha (scale alpha/r)"),
         ("lora_dropout", "dropout on the LoRA input"), ("lora_targets", "projections: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"),
-        ("use_rslora", "scale alpha/sqrt(r)"), ("recompute", "recompute activations in backward (less memory)"),
+        ("use_rslora", "scale alpha/sqrt(r)"),
+        ("init_adapter", "lora/qlora: start from this adapter (PEFT directory or llama.cpp GGUF); its rank, alpha and targets are used"), ("recompute", "recompute activations in backward (less memory)"),
         ("log_every", "steps between progress lines"), ("tensorboard", "also write TensorBoard event files into the run directory"), ("eval_every", "steps between validation losses (0: end only)"),
         ("save_every", "steps between checkpoints (0: end only)"), ("keep_checkpoints", "checkpoints kept"),
         ("resume", "never, auto (newest complete checkpoint if any) or a checkpoint path"), ("threads", "BLAS threads per rank (0: automatic)"),
@@ -131,6 +133,7 @@ public struct TrainConfig: Equatable, Sendable {
             guard !names.isEmpty, names.allSatisfy(known.contains) else { throw bad("a list of \(known.joined(separator: ", "))") }
             loraTargets = names
         case "use_rslora": useRSLoRA = try bool()
+        case "init_adapter": initAdapter = value
         case "recompute": recompute = try bool()
         case "log_every": logEvery = max(1, try int())
         case "tensorboard": tensorboard = try bool()
@@ -164,7 +167,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "max_steps": "\(maxSteps)"; case "learning_rate": "\(learningRate)"; case "schedule": schedule
         case "warmup_steps": "\(warmupSteps)"; case "weight_decay": "\(weightDecay)"; case "max_grad_norm": "\(maxGradNorm)"
         case "seed": "\(seed)"; case "lora_rank": "\(loraRank)"; case "lora_alpha": "\(loraAlpha)"; case "lora_dropout": "\(loraDropout)"
-        case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "recompute": "\(recompute)"
+        case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "init_adapter": initAdapter; case "recompute": "\(recompute)"
         case "log_every": "\(logEvery)"; case "tensorboard": "\(tensorboard)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
         case "keep_checkpoints": "\(keepCheckpoints)"; case "resume": resume; case "threads": "\(threads)"
         case "num_virtual_tokens": "\(numVirtualTokens)"; case "prompt_init": promptInit; case "prompt_init_text": promptInitText
@@ -240,9 +243,14 @@ public struct TrainConfig: Equatable, Sendable {
         return o
     }
 
+    /// Takes rank, alpha, rsLoRA and targets from an adapter the run starts from (`init_adapter`).
+    public mutating func adopt(_ o: LoRAOptions) {
+        loraRank = o.rank; loraAlpha = Double(o.alpha); useRSLoRA = o.rsLoRA; loraTargets = o.targets.map(\.rawValue)
+    }
+
     /// Keys that must agree between a checkpoint and the run resuming from it.
     public static let resumeInvariants = ["method", "model", "precision", "quant", "data", "max_length", "batch_size", "seed", "lora_rank",
-                                         "lora_alpha", "lora_targets", "use_rslora", "lora_dropout", "learning_rate", "schedule",
+                                         "lora_alpha", "lora_targets", "use_rslora", "init_adapter", "lora_dropout", "learning_rate", "schedule",
                                          "warmup_steps", "max_steps", "epochs", "weight_decay", "train_on_prompt", "num_virtual_tokens"]
 }
 

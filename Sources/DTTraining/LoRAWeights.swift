@@ -1,0 +1,136 @@
+// A LoRA adapter's tensors independent of any loaded model or file format: what `export`, `merge`, `eval`,
+// `generate` and `train --init-adapter` read, from a PEFT directory or a llama.cpp GGUF adapter, checked
+// against the base model's configuration before use. Values are fp32 in HF row order:
+// A (r, in), B (out, r), and the merge delta is ΔW (out, in) = s · B · A.
+import DTFormats
+import DTKernels
+import DTModel
+import Foundation
+
+public struct LoRAWeights {
+    public struct Pair {
+        public var a: [Float]   // (r, in)
+        public var b: [Float]   // (out, r)
+    }
+    public var options: LoRAOptions
+    /// Key: LoRAAdapter.key(layer, projection).
+    public var pairs: [Int: Pair]
+    /// Where it was read from (for messages).
+    public var source: String
+
+    public func pair(_ layer: Int, _ p: TensorNames.Projection) -> Pair? { pairs[LoRAAdapter.key(layer, p)] }
+
+    /// The model-independent weights of a trained or loaded adapter.
+    public init(_ adapter: LoRAAdapter, layers: Int, source: String) {
+        options = adapter.options
+        pairs = [:]
+        self.source = source
+        for l in 0..<layers {
+            for p in adapter.options.targets {
+                pairs[LoRAAdapter.key(l, p)] = Pair(a: adapter.arena.array(LoRAAdapter.tensorName(l, p, "A")),
+                                                    b: adapter.arena.array(LoRAAdapter.tensorName(l, p, "B")))
+            }
+        }
+    }
+
+    init(options: LoRAOptions, pairs: [Int: Pair], source: String) {
+        self.options = options; self.pairs = pairs; self.source = source
+    }
+
+    /// Reads a PEFT LoRA directory or a GGUF LoRA adapter file, checked against `config`.
+    public static func read(_ path: String, config: LlamaConfig) throws -> LoRAWeights {
+        try isGGUFFile(path) ? readGGUF(path, config: config) : readPEFT(path, config: config)
+    }
+
+    /// True when `path` is a file starting with the GGUF magic.
+    public static func isGGUFFile(_ path: String) -> Bool {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
+              let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 4)) == Data("GGUF".utf8)
+    }
+
+    /// A PEFT directory: adapter_config.json + adapter_model.safetensors, every tensor a LoRA tensor of a
+    /// listed module with the shape the base model implies.
+    public static func readPEFT(_ dir: String, config: LlamaConfig) throws -> LoRAWeights {
+        let options = try PEFTFormat.readLoRAOptions(dir)
+        let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
+        let file = try SafetensorsFile(path: path)
+        var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:]
+        for (rawName, tensor) in file.tensors {
+            let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
+            if let (layer, _, _) = parsePEFTName(name), layer >= config.layers {
+                throw FormatError.key(path, rawName, "layer \(layer), but the base model has \(config.layers) layers (an adapter for another model?)")
+            }
+            guard let (layer, p, which) = parsePEFTName(name), options.targets.contains(p) else {
+                throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
+            }
+            let (out, inF) = config.projectionShape(p)
+            let expected = which == "A" ? [options.rank, inF] : [out, options.rank]
+            guard tensor.shape == expected else {
+                throw FormatError.key(path, rawName, "expected shape \(expected), found \(tensor.shape)")
+            }
+            let values = try file.floats(rawName)
+            try requireFinite(values, path, rawName)
+            if which == "A" { a[LoRAAdapter.key(layer, p)] = values } else { b[LoRAAdapter.key(layer, p)] = values }
+        }
+        var pairs: [Int: Pair] = [:]
+        for l in 0..<config.layers {
+            for p in options.targets {
+                let k = LoRAAdapter.key(l, p)
+                guard let av = a[k], let bv = b[k] else {
+                    throw FormatError.key(path, LoRAAdapter.tensorName(l, p, a[k] == nil ? "A" : "B"), "missing tensor (adapter_config.json lists its module)")
+                }
+                pairs[k] = Pair(a: av, b: bv)
+            }
+        }
+        return LoRAWeights(options: options, pairs: pairs, source: dir)
+    }
+
+    /// (layer, projection, "A"|"B") of `base_model.model.model.layers.N.<module>.lora_X.weight`.
+    static func parsePEFTName(_ name: String) -> (Int, TensorNames.Projection, String)? {
+        let prefix = "base_model.model.model.layers."
+        guard name.hasPrefix(prefix) else { return nil }
+        let rest = name.dropFirst(prefix.count).split(separator: ".").map(String.init)
+        guard rest.count == 5, let layer = Int(rest[0]), rest[4] == "weight",
+              let which = ["lora_A": "A", "lora_B": "B"][rest[3]] else { return nil }
+        guard let p = TensorNames.Projection.allCases.first(where: { $0.modulePath == "\(rest[1]).\(rest[2])" }) else { return nil }
+        return (layer, p, which)
+    }
+
+    static func requireFinite(_ values: [Float], _ file: String, _ name: String) throws {
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw FormatError.key(file, name, "element \(i) is \(values[i]) (expected finite values)")
+        }
+    }
+
+    /// The weights as a LoRA adapter on `model` (for eval, generate, or to continue training with `dropout`).
+    public func adapter(model: LlamaModel, maxRows: Int, dropout: Float = 0) -> LoRAAdapter {
+        var o = options
+        o.dropout = dropout
+        let adapter = LoRAAdapter(model: model, options: o, maxRows: maxRows, seed: 0)
+        for (k, pair) in pairs {
+            let (l, p) = (k / 8, TensorNames.Projection.allCases[k % 8])
+            adapter.arena.set(LoRAAdapter.tensorName(l, p, "A"), pair.a)
+            adapter.arena.set(LoRAAdapter.tensorName(l, p, "B"), pair.b)
+        }
+        return adapter
+    }
+
+    /// ΔW (out, in) = s · B · A of one projection in HF row order, or nil when the adapter does not target it.
+    public func delta(_ layer: Int, _ p: TensorNames.Projection, config: LlamaConfig) -> [Float]? {
+        guard let pair = pair(layer, p) else { return nil }
+        let (out, inF) = config.projectionShape(p)
+        var d = [Float](repeating: 0, count: out * inF)
+        pair.b.withUnsafeBufferPointer { bp in
+            pair.a.withUnsafeBufferPointer { ap in
+                d.withUnsafeMutableBufferPointer { dp in
+                    BLAS.gemm(.noTrans, .noTrans, m: out, n: inF, k: options.rank, alpha: options.scale, a: bp.baseAddress!, lda: options.rank,
+                              b: ap.baseAddress!, ldb: inF, c: dp.baseAddress!, ldc: inF)
+                }
+            }
+        }
+        return d
+    }
+}
