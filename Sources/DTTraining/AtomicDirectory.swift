@@ -41,6 +41,10 @@ public enum AtomicDirectory {
                 guard rename(temporary, path) == 0 else { throw WriteError(path: path, "cannot write: \(String(cString: strerror(errno)))") }
             }
             try sync(parent.isEmpty ? "." : parent)
+        } catch let e as WriteError where e.path.hasPrefix(temporary + "/") {
+            try? FileManager.default.removeItem(atPath: temporary)
+            // Name the file as the user will know it: inside `path`, not inside the temporary sibling.
+            throw WriteError(path: (path as NSString).appendingPathComponent(String(e.path.dropFirst(temporary.count + 1))), e.message)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error

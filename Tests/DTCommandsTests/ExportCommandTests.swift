@@ -47,6 +47,17 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: existing, encoding: .utf8), "keep me", "the existing output is untouched")
     }
 
+    /// Invariant: a merge that fails half-way (the file-size limit is hit while writing a shard) reports the
+    /// error and leaves neither a partial output nor a temporary directory.
+    func testFailedMergeLeavesNothing() throws {
+        guard try requireModel() else { return }
+        let dir = temporaryDirectory()
+        let (status, output) = try Shell.run("ulimit -f 20000; exec \(DTrainProcess.binary) merge --adapter \(adapter) --format hf -o \(dir)/merged")
+        XCTAssertEqual(status, 1, output)
+        XCTAssertTrue(output.contains("File too large") && output.contains("\(dir)/merged"), output)
+        XCTAssertEqual(entries(dir), [], "no output and no temporary sibling")
+    }
+
     /// Invariant: a GGUF adapter is taken wherever an adapter is (eval, generate, export --format peft,
     /// train --init-adapter) and means the same as the PEFT directory it came from; --init-adapter with a
     /// zero learning rate hands back the starting adapter unchanged; GGUF metadata names rank, targets, steps.
