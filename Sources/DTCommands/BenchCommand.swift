@@ -20,6 +20,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print the wall time of each stage (projections, attention, norms, …) of the timed iterations.")
     var profile = false
 
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch: expected an integer ≥ 1, found \(batch)") }
+        guard length >= 2, length <= 1 << 20 else { throw ValidationError("--length: expected an integer in [2, \(1 << 20)], found \(length)") }
+        guard iterations >= 1 else { throw ValidationError("--iterations: expected an integer ≥ 1, found \(iterations)") }
+    }
+
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
@@ -33,6 +39,7 @@ struct Bench: ParsableCommand {
             if what == "scaling" { return try Benchmarks.scaling(model: modelOptions.model, batch: batch, length: length, iterations: iterations) }
             let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: length + 32)
             let model = loaded.model
+            try model.reservePositions(length + (what == "prompt" ? 20 : 0), for: "--length \(length)")
             Benchmarks.profile = profile
             let report: Benchmarks.Report
             switch what {
@@ -178,6 +185,7 @@ public enum Benchmarks {
         let base = compute == .bf16 ? "LoRA, bf16 base" : "LoRA, fp32 base"
         let variants: [(String, WeightPrecision)] = [(base, .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
         let models = try variants.map { try ModelLoader.load(path, precision: $0.1, compute: compute, maxPositions: length + 32).model }
+        for m in models { try m.reservePositions(length, for: "--length \(length)") }
         // Each model has its own workspace: the product scratch follows the model's storage.
         let steps = models.map { model in
             trainStep(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),

@@ -46,4 +46,8 @@ public struct RuntimeOptions: ParsableArguments {
     @Option(name: .long, help: "BLAS threads per rank (default: cores on this node / ranks on this node).")
     public var threads: Int?
     public init() {}
+
+    public func validate() throws {
+        if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads: expected an integer in [1, 4096], found \(threads)") }
+    }
 }

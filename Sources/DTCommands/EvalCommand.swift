@@ -24,6 +24,11 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print the result as one JSON line.")
     var json = false
 
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size: expected an integer ≥ 1, found \(batchSize)") }
+        guard context >= 2 else { throw ValidationError("--context: expected an integer ≥ 2, found \(context)") }
+    }
+
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
@@ -35,8 +40,13 @@ struct Eval: ParsableCommand {
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
             let rows = batchSize * (sequences.map(\.count).max() ?? 1)
             let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: rows) }
+            let V = adapter?.virtualTokens ?? 0, longest = sequences.map(\.count).max() ?? 1
+            try loaded.model.reservePositions(V + longest, for: V > 0 ? "the adapter \(modelOptions.adapter!)'s \(V) virtual tokens before sequences of \(longest) tokens" : "sequences of \(longest) tokens (--context)")
             let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter,
                                              scoreFrom: scoreFrom)
+            guard result.meanNLL.isFinite else {
+                throw CommandError("the mean NLL of \(data) is \(result.meanNLL): the model\(adapter == nil ? "" : " or the adapter") produces non-finite logits (a NaN or infinite weight?)")
+            }
             guard runtime.comm.isRoot else { return }
             if json {
                 Console.out(String(format: "{\"mean_nll\": %.8f, \"perplexity\": %.6f, \"tokens\": %d, \"sequences\": %d, \"truncated\": %d}",

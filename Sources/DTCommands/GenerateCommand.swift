@@ -29,6 +29,13 @@ struct Generate: ParsableCommand {
     @Option(help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens: expected an integer ≥ 1, found \(maxTokens)") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature: expected a finite number ≥ 0, found \(temperature)") }
+        guard topK >= 0 else { throw ValidationError("--top-k: expected an integer ≥ 0 (0: all), found \(topK)") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p: expected a number in (0, 1], found \(topP)") }
+    }
+
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
@@ -45,6 +52,9 @@ struct Generate: ParsableCommand {
             guard !ids.isEmpty else { throw CommandError("the prompt is empty") }
             let chunk = 128
             let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: chunk) }
+            if let V = adapter?.virtualTokens, V > 0 {
+                try loaded.model.reservePositions(V + 2, for: "the adapter \(modelOptions.adapter!)'s \(V) virtual tokens, one prompt token and one generated token")
+            }
             let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1, chunk: chunk, adapter: adapter)
             var stop = Set<Int32>()
             if let eos = tok.eosToken { stop.insert(eos) }

@@ -25,6 +25,7 @@ public enum ProbeRun {
         let tokens = data.sequences.reduce(0) { $0 + $1.count }
         let f = FeatureExtractor.extract(model: loaded.model, sequences: data.sequences, options: config.probeOptions, comm: runtime.comm,
                                          batchSize: config.microBatchSize, padToken: loaded.tokenizer.padToken ?? 0)
+        try requireFinite(f, of: dataPath, loaded: loaded)
         let seconds = Date().timeIntervalSince(started)
         runtime.log(String(format: "features: %d texts of %@ extracted in %.1f s (%.0f tokens/s over %d ranks)", data.count,
                            dataPath, seconds, Double(tokens) / seconds, runtime.comm.size))
@@ -36,13 +37,24 @@ public enum ProbeRun {
         return f
     }
 
+    /// Refuses NaN or infinite features (a non-finite weight in the model) instead of training or predicting on them.
+    static func requireFinite(_ features: [Float], of data: String, loaded: LoadedModel) throws {
+        if let i = features.firstIndex(where: { !$0.isFinite }) {
+            throw CommandError("\(data): the features of text \(i / loaded.model.config.hiddenSize + 1) are not finite (\(features[i])): \(loaded.path) produces non-finite hidden states (a NaN or infinite weight?)")
+        }
+    }
+
     public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
+        guard config.resume == "never" else {
+            throw CommandError("resume applies to lora, qlora and prompt: a probe run trains its head again (--overwrite true replaces a previous probe run and reuses its feature caches)")
+        }
+        try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
         let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: try config.computePrecision(),
                                           maxPositions: config.maxLength)
         if config.probeLayer > loaded.model.config.layers {
-            throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers")
+            throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers (expected -1 … \(loaded.model.config.layers))")
         }
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
                                          source: loaded.path)
@@ -52,8 +64,11 @@ public enum ProbeRun {
             valid = try ProbeDataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, maxLength: config.maxLength,
                                           labelNames: train.isRegression ? nil : train.labelNames, regression: train.isRegression)
         }
+        let longest = max(train.longest, valid?.longest ?? 0)
+        try loaded.model.reservePositions(longest, for: "the longest text (\(longest) tokens; lower max_length)")
         if runtime.comm.isRoot {
             try AtomicDirectory.makeDirectory(config.output)
+            if config.overwrite { try Checkpoint.clearPreviousRun(config.output) }
             try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
             runtime.log("dtrain train (linear probe) — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             let majority = train.isRegression ? 0 : Double((0..<train.labelNames.count).map { c in train.classes.filter { $0 == c }.count }.max()!) / Double(train.count)
@@ -114,6 +129,68 @@ struct Hasher64 {
     }
 }
 
+/// A probe directory (probe_config.json + probe_head.safetensors), every field checked: labels are distinct
+/// strings (at least 2 for classification), the layer is -1 or within the model, the head's shape matches the
+/// labels and the model's hidden size, its values are finite.
+struct ProbeDirectory {
+    let configPath: String
+    let labels: [String]
+    let regression: Bool
+    let options: ProbeOptions
+    let maxLength: Int
+    let baseModel: String?
+    let headPath: String
+
+    init(_ dir: String) throws {
+        configPath = (dir as NSString).appendingPathComponent("probe_config.json")
+        headPath = (dir as NSString).appendingPathComponent("probe_head.safetensors")
+        let json = try JSONFields.read(configPath, expected: "a dtrain probe directory")
+        let task = try json.string("task", default: "classification")
+        guard ["classification", "regression"].contains(task) else {
+            throw FormatError.key(configPath, "task", "expected classification or regression, found \"\(task)\"")
+        }
+        regression = task == "regression"
+        labels = try json.strings("labels") ?? []
+        if !regression {
+            guard labels.count >= 2 else { throw FormatError.key(configPath, "labels", "expected a list of at least 2 label strings, found \(labels.count)") }
+            guard Set(labels).count == labels.count else { throw FormatError.key(configPath, "labels", "expected distinct labels, found \(labels)") }
+        }
+        var options = ProbeOptions()
+        let layer = try json.integer("layer", default: -1, in: -1...(1 << 16))
+        options.layer = layer >= 0 ? layer : nil
+        let pooling = try json.string("pooling", default: "last")
+        guard let p = ProbeOptions.Pooling(rawValue: pooling) else {
+            throw FormatError.key(configPath, "pooling", "expected last or mean, found \"\(pooling)\"")
+        }
+        options.pooling = p
+        self.options = options
+        maxLength = try json.integer("max_length", default: 512, in: 1...(1 << 24))
+        baseModel = json.has("base_model_name_or_path") ? try json.string("base_model_name_or_path") : nil
+    }
+
+    /// The head on `model`, its tensors checked against the labels and the model.
+    func head(for model: LlamaModel) throws -> ProbeHead {
+        let C = model.config.hiddenSize, outputs = regression ? 1 : labels.count
+        if let layer = options.layer, layer > model.config.layers {
+            throw FormatError.key(configPath, "layer", "expected -1 … \(model.config.layers) (the model's layers), found \(layer)")
+        }
+        let head = ProbeHead(outputs: outputs, channels: C, options: options)
+        let tensors = try SafetensorsFile(path: headPath)
+        func read(_ name: String, _ shape: [Int]) throws -> [Float] {
+            guard let t = tensors.tensors[name] else { throw FormatError.key(headPath, name, "missing tensor (expected shape \(shape))") }
+            guard t.shape == shape else {
+                throw FormatError.key(headPath, name, "expected shape \(shape) (\(regression ? "regression" : "\(outputs) labels in probe_config.json") × hidden size \(C)), found \(t.shape)")
+            }
+            let values = try tensors.floats(name)
+            try FormatError.requireFinite(values, file: headPath, key: name)
+            return values
+        }
+        let weight = try read("score.weight", [outputs, C])
+        head.load(weight: weight, bias: tensors.tensors["score.bias"] != nil ? try read("score.bias", [outputs]) : nil)
+        return head
+    }
+}
+
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Predict labels (or values) with a trained linear probe; writes JSONL.")
 
@@ -126,31 +203,25 @@ struct Predict: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            let configPath = (adapter as NSString).appendingPathComponent("probe_config.json")
-            guard let raw = FileManager.default.contents(atPath: configPath),
-                  let json = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any] else {
-                throw FormatError(file: configPath, location: "", "missing or malformed (expected a dtrain probe directory)")
-            }
-            let labels = (json["labels"] as? [String]) ?? []
-            let regression = (json["task"] as? String) == "regression"
-            var options = ProbeOptions()
-            options.layer = ((json["layer"] as? Int) ?? -1) >= 0 ? json["layer"] as? Int : nil
-            options.pooling = ProbeOptions.Pooling(rawValue: (json["pooling"] as? String) ?? "last") ?? .last
-            let loaded = try ModelLoader.load(model ?? (json["base_model_name_or_path"] as? String), maxPositions: (json["max_length"] as? Int) ?? 512)
-            let head = ProbeHead(outputs: regression ? 1 : labels.count, channels: loaded.model.config.hiddenSize, options: options)
-            let tensors = try SafetensorsFile(path: (adapter as NSString).appendingPathComponent("probe_head.safetensors"))
-            head.load(weight: try tensors.floats("score.weight"), bias: tensors.tensors["score.bias"] != nil ? try tensors.floats("score.bias") : nil)
+            let probe = try ProbeDirectory(adapter)
+            let loaded = try ModelLoader.load(model ?? probe.baseModel, maxPositions: probe.maxLength)
+            let head = try probe.head(for: loaded.model)
+            let (labels, regression, options, maxLength) = (probe.labels, probe.regression, probe.options, probe.maxLength)
             let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, source: loaded.path)
             let rows = try TextFiles.readJSONL(data)
             let texts = try rows.map { line, o -> [Int32] in
-                if let t = o["text"] as? String { return Array(loaded.tokenizer.encode(t, addSpecial: true).prefix((json["max_length"] as? Int) ?? 512)) }
-                if let m = o["messages"] as? [[String: String]], let template {
-                    return loaded.tokenizer.encode(template.renderText(m.map { ChatMessage(role: $0["role"] ?? "", content: $0["content"] ?? "") }, addGenerationPrompt: false))
-                }
-                throw FormatError.line(data, line, "expected a string field \"text\" (or \"messages\")")
+                var ids: [Int32]
+                if let t = o["text"] as? String { ids = loaded.tokenizer.encode(t, addSpecial: true) }
+                else if let m = o["messages"] as? [[String: String]], let template {
+                    ids = loaded.tokenizer.encode(template.renderText(m.map { ChatMessage(role: $0["role"] ?? "", content: $0["content"] ?? "") }, addGenerationPrompt: false))
+                } else { throw FormatError.line(data, line, "expected a string field \"text\" (or \"messages\")") }
+                guard !ids.isEmpty else { throw FormatError.line(data, line, "the text has no tokens") }
+                return Array(ids.prefix(maxLength))
             }
+            try loaded.model.reservePositions(texts.map(\.count).max() ?? 1, for: "the longest text")
             let features = FeatureExtractor.extract(model: loaded.model, sequences: texts, options: options, comm: runtime.comm,
                                                     batchSize: 8, padToken: loaded.tokenizer.padToken ?? 0)
+            try ProbeRun.requireFinite(features, of: data, loaded: loaded)
             guard runtime.comm.isRoot else { return }
             let logits = head.logits(features)
             var out = ""

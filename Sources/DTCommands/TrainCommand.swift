@@ -62,6 +62,8 @@ struct Train: ParsableCommand {
     @Option(help: "Probe: learning rate.") var probeLearningRate: Double?
     @Option(help: "Probe: none or balanced class weights.") var classWeights: String?
     @Option(help: "Probe: early-stopping patience in epochs (0: off).") var earlyStoppingPatience: Int?
+    @Option(help: "A non-finite loss or gradient norm: stop (default; nothing is written) or skip (the step).") var nanPolicy: String?
+    @Option(help: "Replace another run's checkpoints and final/ in --output (true/false; else that directory is refused).") var overwrite: Bool?
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
@@ -76,7 +78,7 @@ struct Train: ParsableCommand {
             ("num_virtual_tokens", numVirtualTokens), ("prompt_init", promptInit), ("prompt_init_text", promptInitText),
             ("probe_layer", probeLayer), ("probe_pooling", probePooling), ("probe_bias", probeBias), ("probe_epochs", probeEpochs),
             ("probe_batch_size", probeBatchSize), ("probe_learning_rate", probeLearningRate), ("class_weights", classWeights),
-            ("early_stopping_patience", earlyStoppingPatience),
+            ("early_stopping_patience", earlyStoppingPatience), ("nan_policy", nanPolicy), ("overwrite", overwrite),
         ]
         return all.compactMap { key, value in value.map { (key, "\($0)") } }
     }
@@ -106,6 +108,7 @@ public enum TrainingRun {
         if config.packing && !["lora", "qlora"].contains(config.method) {
             throw CommandError("packing: true applies to lora and qlora, not to method \(config.method) (prompt tuning puts virtual tokens before each example)")
         }
+        try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
         let comm = runtime.comm
         let residentBefore = MemoryStats.residentBytes()
         let compute = try config.computePrecision()
@@ -120,7 +123,7 @@ public enum TrainingRun {
         if !config.validData.isEmpty {
             valid = try Dataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, options: options)
         } else if config.validSplit > 0 {
-            let parts = train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
+            let parts = try train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
             train = parts.train
             valid = parts.valid
         }
@@ -134,10 +137,14 @@ public enum TrainingRun {
             initial = weights
         }
         let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid, initial: initial)
+        let longest = max(train.longest, valid?.longest ?? 0), V = adapter.virtualTokens
+        try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
+                                                                   : "the longest example (\(longest) tokens; lower max_length)")
         let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
                               adapter: adapter)
         if comm.isRoot {
             try AtomicDirectory.makeDirectory(config.output)
+            if config.overwrite { try Checkpoint.clearPreviousRun(config.output) }
             try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
@@ -168,6 +175,9 @@ public enum TrainingRun {
                                log.validLoss.map { String(format: "valid loss %.4f | ", $0) } ?? "", formatDuration(eta) as NSString))
         }
         let finalValid = try trainer.run()
+        if let skipped = trainer.state.skippedSteps, skipped > 0 {
+            runtime.log("\(skipped) of \(trainer.totalSteps) steps were skipped (non-finite loss or gradient norm, nan_policy: skip)")
+        }
         if comm.isRoot {
             let final = (config.output as NSString).appendingPathComponent("final")
             try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model)

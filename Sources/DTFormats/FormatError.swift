@@ -26,6 +26,13 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
         FormatError(file: file, location: "line \(line)", message)
     }
 
+    /// Refuses a tensor (or list) read from `file` under `key` that holds NaN or ±inf, naming the first index.
+    public static func requireFinite(_ values: [Float], file: String, key: String) throws {
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw FormatError.key(file, key, "value \(i) of \(values.count) is \(values[i]) (expected finite numbers)")
+        }
+    }
+
     public var description: String {
         location.isEmpty ? "\(file): \(message)" : "\(file): \(location): \(message)"
     }

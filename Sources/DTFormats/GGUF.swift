@@ -144,6 +144,11 @@ public final class GGUFFile {
             info.fileOffset = start
             tensors.append(info)
         }
+        // As safetensors: no two tensors may share bytes (a corrupt or hostile header could alias them).
+        let byStart = tensors.sorted { $0.fileOffset < $1.fileOffset }
+        for (a, b) in zip(byStart, byStart.dropFirst()) where a.fileOffset + a.byteCount > b.fileOffset {
+            throw FormatError.at(path, offset: b.fileOffset, "tensor '\(b.name)': data overlaps tensor '\(a.name)' (bytes \(a.fileOffset)..<\(a.fileOffset + a.byteCount))")
+        }
         self.metadata = metadata
         self.metadataKeys = keys
         self.metadataRecords = records

@@ -1,12 +1,15 @@
 // Reading user text files: UTF-8 validated (an invalid byte is reported with its offset), JSONL parsed line
 // by line with the line number in every error. No line is ever dropped silently. Windows line endings read
-// as Unix ones: CRLF becomes LF (in Swift "\r\n" is one Character, so splitting on "\n" would not see it).
+// as Unix ones: CRLF becomes LF (in Swift "\r\n" is one Character, so splitting on "\n" would not see it); a
+// UTF-8 byte order mark at the start is dropped.
 import Foundation
 
 public enum TextFiles {
-    /// The file's text, UTF-8 validated, with CRLF line endings turned into LF.
+    /// The file's text, UTF-8 validated, with CRLF line endings turned into LF and a leading byte order mark
+    /// (Windows editors write one) dropped.
     public static func readUTF8(_ path: String) throws -> String {
-        let text = try validatedUTF8(path)
+        var text = try validatedUTF8(path)
+        if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
         return text.utf8.contains(13) ? text.replacingOccurrences(of: "\r\n", with: "\n") : text
     }
 

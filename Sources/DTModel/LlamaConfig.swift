@@ -57,19 +57,42 @@ public struct LlamaConfig: Equatable, Sendable {
 
     static let supported: Set<String> = ["llama", "mistral", "qwen2"]
 
-    func validate(file: String) throws {
+    /// Checks every hyper-parameter's range and their consistency; `names` maps a field to its key in the
+    /// file (HF config.json or GGUF metadata), so the message names the key the user can fix.
+    func validate(file: String, names: [String: String]) throws {
+        func key(_ field: String) -> String { names[field] ?? field }
         guard Self.supported.contains(architecture) else {
-            throw FormatError.key(file, "architecture", "expected one of llama, mistral, qwen2; found '\(architecture)'")
+            throw FormatError.key(file, key("architecture"), "expected one of llama, mistral, qwen2; found '\(architecture)'")
         }
-        let checks: [(String, Int)] = [("vocab size", vocabSize), ("hidden size", hiddenSize), ("intermediate size", intermediateSize),
-                                       ("layer count", layers), ("head count", heads), ("kv head count", kvHeads), ("head dim", headDim)]
+        let checks: [(String, Int)] = [("vocabSize", vocabSize), ("hiddenSize", hiddenSize), ("intermediateSize", intermediateSize),
+                                       ("layers", layers), ("heads", heads), ("kvHeads", kvHeads), ("headDim", headDim),
+                                       ("maxPositions", maxPositions)]
         for (name, value) in checks where value <= 0 || value > 1 << 24 {
-            throw FormatError.key(file, name, "expected a positive size, found \(value)")
+            throw FormatError.key(file, key(name), "expected a positive size (at most \(1 << 24)), found \(value)")
         }
         guard heads % kvHeads == 0 else {
-            throw FormatError.key(file, "kv head count", "head count \(heads) is not a multiple of kv head count \(kvHeads)")
+            throw FormatError.key(file, key("kvHeads"), "the head count \(heads) is not a multiple of the kv head count \(kvHeads)")
         }
-        guard headDim % 2 == 0 else { throw FormatError.key(file, "head dim", "expected an even head dim, found \(headDim)") }
+        guard headDim % 2 == 0 else { throw FormatError.key(file, key("headDim"), "expected an even head dim, found \(headDim)") }
+        guard rmsNormEps.isFinite, rmsNormEps > 0, rmsNormEps < 1 else {
+            throw FormatError.key(file, key("rmsNormEps"), "expected a finite epsilon in (0, 1), found \(rmsNormEps)")
+        }
+        guard ropeTheta.isFinite, ropeTheta > 1 else {
+            throw FormatError.key(file, key("ropeTheta"), "expected a finite RoPE base above 1, found \(ropeTheta)")
+        }
+        if let s = ropeScaling {
+            for (name, v) in [("factor", s.factor), ("low_freq_factor", s.lowFreqFactor), ("high_freq_factor", s.highFreqFactor)]
+            where !(v.isFinite && v > 0) {
+                throw FormatError.key(file, key("ropeScaling") + "." + name, "expected a finite positive number, found \(v)")
+            }
+            guard s.highFreqFactor > s.lowFreqFactor else {
+                throw FormatError.key(file, key("ropeScaling") + ".high_freq_factor",
+                                      "expected more than low_freq_factor \(s.lowFreqFactor), found \(s.highFreqFactor)")
+            }
+            guard s.originalMaxPositions > 0 else {
+                throw FormatError.key(file, key("ropeScaling") + ".original_max_position_embeddings", "expected a positive integer, found \(s.originalMaxPositions)")
+            }
+        }
     }
 }
 
@@ -80,6 +103,9 @@ extension LlamaConfig {
         guard let arch = gguf.metadata["general.architecture"]?.string else {
             throw FormatError.key(file, "general.architecture", "missing")
         }
+        guard Self.supported.contains(arch) else {
+            throw FormatError.key(file, "general.architecture", "expected one of llama, mistral, qwen2; found '\(arch)'")
+        }
         func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
             if let v = gguf.metadata["\(arch).\(key)"]?.int { return v }
             if let fallback { return fallback }
@@ -87,7 +113,7 @@ extension LlamaConfig {
         }
         func float(_ key: String, _ fallback: Double) throws -> Float {
             guard let value = gguf.metadata["\(arch).\(key)"] else { return Float(fallback) }
-            guard let d = value.double else { throw FormatError.key(file, "\(arch).\(key)", "expected a number") }
+            guard let d = value.double, d.isFinite else { throw FormatError.key(file, "\(arch).\(key)", "expected a finite number, found \(value)") }
             return Float(d)
         }
         let hidden = try int("embedding_length")
@@ -105,57 +131,51 @@ extension LlamaConfig {
                   maxPositions: try int("context_length", 2048),
                   tiedEmbeddings: gguf.tensor("output.weight") == nil,
                   attentionBias: gguf.tensor("blk.0.attn_q.bias") != nil)
-        try validate(file: file)
+        try validate(file: file, names: [
+            "architecture": "general.architecture", "vocabSize": "\(arch).vocab_size", "hiddenSize": "\(arch).embedding_length",
+            "intermediateSize": "\(arch).feed_forward_length", "layers": "\(arch).block_count", "heads": "\(arch).attention.head_count",
+            "kvHeads": "\(arch).attention.head_count_kv", "headDim": "\(arch).attention.key_length",
+            "rmsNormEps": "\(arch).attention.layer_norm_rms_epsilon", "ropeTheta": "\(arch).rope.freq_base",
+            "maxPositions": "\(arch).context_length"])
     }
 
-    /// From a Hugging Face config.json.
+    /// From a Hugging Face config.json. Integers must be JSON integers and numbers finite (JSONFields).
     public init(hfConfig path: String) throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw FormatError(file: path, location: "", "cannot read: \(error.localizedDescription)")
-        }
-        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw FormatError(file: path, location: "", "expected a JSON object (malformed config.json)")
-        }
-        func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
-            if let v = json[key] as? NSNumber { return v.intValue }
-            if let fallback { return fallback }
-            throw FormatError.key(path, key, "missing or not a number")
-        }
-        func float(_ key: String, _ fallback: Double) throws -> Float {
-            guard let v = json[key] else { return Float(fallback) }
-            guard let n = v as? NSNumber else { throw FormatError.key(path, key, "expected a number") }
-            return n.floatValue
-        }
-        guard let modelType = json["model_type"] as? String else { throw FormatError.key(path, "model_type", "missing") }
-        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
+        let json = try JSONFields.read(path, expected: "a Hugging Face config.json")
+        let size = 1...(1 << 24)
+        let modelType = try json.string("model_type")
+        let hidden = try json.integer("hidden_size", in: size), heads = try json.integer("num_attention_heads", in: size)
         var scaling: Llama3RopeScaling?
         // transformers ≥ 5 writes the scaling (and rope_theta) under rope_parameters; older files use rope_scaling.
-        if let rs = (json["rope_scaling"] as? [String: Any]) ?? (json["rope_parameters"] as? [String: Any]) {
-            let kind = (rs["rope_type"] as? String) ?? (rs["type"] as? String) ?? ""
+        let scalingKey = json.has("rope_scaling") ? "rope_scaling" : "rope_parameters"
+        if let rs = try json.object(scalingKey) {
+            let kind = try rs.has("rope_type") ? rs.string("rope_type") : rs.string("type", default: "")
             guard kind == "llama3" || kind == "default" else {
-                throw FormatError.key(path, "rope_scaling.rope_type", "expected 'llama3' or 'default', found '\(kind)'")
+                throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3' or 'default', found '\(kind)'")
             }
             if kind == "llama3" {
-                func num(_ k: String) throws -> NSNumber {
-                    guard let n = rs[k] as? NSNumber else { throw FormatError.key(path, "rope_scaling.\(k)", "missing") }
-                    return n
-                }
-                scaling = Llama3RopeScaling(factor: try num("factor").floatValue, lowFreqFactor: try num("low_freq_factor").floatValue,
-                                            highFreqFactor: try num("high_freq_factor").floatValue,
-                                            originalMaxPositions: try num("original_max_position_embeddings").intValue)
+                func positive(_ k: String) throws -> Float { Float(try rs.number(k, expected: "a positive number", where: { $0 > 0 })) }
+                scaling = Llama3RopeScaling(factor: try positive("factor"), lowFreqFactor: try positive("low_freq_factor"),
+                                            highFreqFactor: try positive("high_freq_factor"),
+                                            originalMaxPositions: try rs.integer("original_max_position_embeddings", in: size))
             }
         }
-        var theta = try float("rope_theta", 10000)
-        if let params = json["rope_parameters"] as? [String: Any], let t = params["rope_theta"] as? NSNumber { theta = t.floatValue }
-        self.init(architecture: modelType, vocabSize: try int("vocab_size"), hiddenSize: hidden,
-                  intermediateSize: try int("intermediate_size"), layers: try int("num_hidden_layers"),
-                  heads: heads, kvHeads: try int("num_key_value_heads", heads),
-                  headDim: (json["head_dim"] as? NSNumber)?.intValue ?? hidden / max(heads, 1),
-                  rmsNormEps: try float("rms_norm_eps", 1e-6), ropeTheta: theta, ropeScaling: scaling,
-                  maxPositions: try int("max_position_embeddings", 2048),
-                  tiedEmbeddings: (json["tie_word_embeddings"] as? Bool) ?? false,
-                  attentionBias: (json["attention_bias"] as? Bool) ?? (modelType == "qwen2"))
-        try validate(file: path)
+        var theta = try json.number("rope_theta", default: 10000, expected: "a RoPE base above 1", where: { $0 > 1 })
+        if let params = try json.object("rope_parameters"), params.has("rope_theta") {
+            theta = try params.number("rope_theta", expected: "a RoPE base above 1", where: { $0 > 1 })
+        }
+        let eps = try json.number("rms_norm_eps", default: 1e-6, expected: "an epsilon in (0, 1)", where: { $0 > 0 && $0 < 1 })
+        self.init(architecture: modelType, vocabSize: try json.integer("vocab_size", in: size), hiddenSize: hidden,
+                  intermediateSize: try json.integer("intermediate_size", in: size), layers: try json.integer("num_hidden_layers", in: size),
+                  heads: heads, kvHeads: try json.integer("num_key_value_heads", default: heads, in: size),
+                  headDim: try json.integer("head_dim", default: hidden / heads, in: size),
+                  rmsNormEps: Float(eps), ropeTheta: Float(theta), ropeScaling: scaling,
+                  maxPositions: try json.integer("max_position_embeddings", default: 2048, in: size),
+                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: false),
+                  attentionBias: try json.bool("attention_bias", default: modelType == "qwen2"))
+        try validate(file: path, names: [
+            "architecture": "model_type", "vocabSize": "vocab_size", "hiddenSize": "hidden_size", "intermediateSize": "intermediate_size",
+            "layers": "num_hidden_layers", "heads": "num_attention_heads", "kvHeads": "num_key_value_heads", "headDim": "head_dim",
+            "rmsNormEps": "rms_norm_eps", "ropeTheta": "rope_theta", "maxPositions": "max_position_embeddings", "ropeScaling": scalingKey])
     }
 }

@@ -30,7 +30,9 @@ public final class LlamaModel {
     public let lmHead: VocabularyMatrix?     // (V, C); nil when tied to the embedding
     public let finalNorm: [Float]          // (C)
     public let layers: [LayerWeights]
-    public let rope: RoPETable
+    /// cos/sin for the positions used so far: `maxPositions` at load, grown by `reservePositions` up to the context.
+    public private(set) var rope: RoPETable
+    let ropeFrequencies: [Float]
     public let precision: WeightPrecision
     /// Precision of the frozen-weight products (bf16: weights rounded once at load, or dequantized per use to bf16).
     public let compute: ComputePrecision
@@ -140,8 +142,26 @@ public final class LlamaModel {
         // Nothing points into the file any more when everything was copied (fp32) or split across ranks.
         if precision == .fp32 || splitsAcrossRanks { source.releaseResidentPages() }
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
-        rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1),
-                         inverseFrequencies: c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors()))
+        ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors())
+        rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies)
+    }
+
+    /// The model file and key that state its context length (for messages).
+    public var contextKey: (file: String, key: String) {
+        source.gguf != nil ? (source.path, "\(config.architecture).context_length")
+            : ((source.path as NSString).appendingPathComponent("config.json"), "max_position_embeddings")
+    }
+
+    /// Makes the RoPE table cover `positions` positions, or refuses (naming the model's context key) when the
+    /// model's context is shorter: nothing may read past the table. `what` says what needs them.
+    public func reservePositions(_ positions: Int, for what: String) throws {
+        guard positions <= config.maxPositions else {
+            throw FormatError.key(contextKey.file, contextKey.key,
+                                  "the model's context is \(config.maxPositions) positions, but \(what) needs \(positions)")
+        }
+        if positions > rope.maxPositions {
+            rope = RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: ropeFrequencies)
+        }
     }
 
     /// Bytes held for the frozen base (quantized blocks count at their stored size).

@@ -60,6 +60,9 @@ public final class Tokenizer {
             throw TokenizerError("\(source): vocabulary lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
         }
         self.byteTokens = byteTokens
+        guard mergeList.count < 1 << 24 else {
+            throw TokenizerError("\(source): \(mergeList.count) merges (at most \(1 << 24 - 1) are supported)")
+        }
         var merges: [UInt64: (Int32, Int32)] = [:]
         merges.reserveCapacity(mergeList.count)
         for (rank, (a, b)) in mergeList.enumerated() {
@@ -125,35 +128,73 @@ public final class Tokenizer {
         return true
     }
 
-    /// BPE of one pre-tokenized piece.
+    /// BPE of one pre-tokenized piece (cached for short pieces).
     func bpe(_ piece: String) -> [Int32] {
-        lock.lock()
-        if let hit = cache[piece] { lock.unlock(); return hit }
-        lock.unlock()
-        var mapped = String.UnicodeScalarView()
-        for b in piece.utf8 { mapped.append(ByteLevel.byteToScalar[Int(b)]) }
+        let cacheable = piece.utf8.count <= 256
+        if cacheable {
+            lock.lock()
+            if let hit = cache[piece] { lock.unlock(); return hit }
+            lock.unlock()
+        }
         var symbols: [Int32]
+        var mapped = String.UnicodeScalarView()
+        if ignoreMerges { for b in piece.utf8 { mapped.append(ByteLevel.byteToScalar[Int(b)]) } }
         if ignoreMerges, let whole = tokenIds[String(mapped)] {
             symbols = [whole]
         } else {
-            symbols = piece.utf8.map { byteTokens[Int($0)] }
-            while symbols.count > 1 {
-                var best = Int32.max, at = -1, merged: Int32 = 0
-                for k in 0..<(symbols.count - 1) {
-                    let key = UInt64(UInt32(bitPattern: symbols[k])) << 32 | UInt64(UInt32(bitPattern: symbols[k + 1]))
-                    if let m = merges[key], m.rank < best { best = m.rank; at = k; merged = m.merged }
-                }
-                if at < 0 { break }
-                symbols[at] = merged
-                symbols.remove(at: at + 1)
-            }
+            symbols = mergeAll(piece.utf8.map { byteTokens[Int($0)] })
             symbols.removeAll { $0 < 0 }
         }
-        lock.lock()
-        if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
-        cache[piece] = symbols
-        lock.unlock()
+        if cacheable {
+            lock.lock()
+            if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
+            cache[piece] = symbols
+            lock.unlock()
+        }
         return symbols
+    }
+
+    /// Applies merges to byte symbols in rank order, the lowest-ranked pair first and the leftmost of equal
+    /// ranks first, as HF tokenizers' `Word::merge_all` does: symbols form a linked list, candidate pairs a
+    /// min-heap keyed by (rank, position); an entry whose pair has changed since it was pushed is skipped.
+    /// O(n log n) in the piece length n (the textbook loop, rescanning all pairs per merge, is O(n²)).
+    func mergeAll(_ initial: [Int32]) -> [Int32] {
+        let n = initial.count
+        guard n > 1 else { return initial }
+        var symbol = initial                                   // (n) token id; merged-away positions keep stale ids
+        var next = Array(1...n)                                 // (n) next live position, n = none
+        var previous = Array(-1..<(n - 1))                      // (n) previous live position, -1 = none
+        var alive = [Bool](repeating: true, count: n)
+        func pair(_ left: Int32, _ right: Int32) -> (rank: Int32, merged: Int32)? {
+            merges[UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))]
+        }
+        /// Heap entry: rank in the high 24 bits, position of the left symbol in the low 40 (so ties go left).
+        func entry(_ rank: Int32, _ position: Int) -> UInt64 { UInt64(rank) << 40 | UInt64(position) }
+        var heap = MinHeap()
+        heap.reserve(n)
+        for i in 0..<(n - 1) {
+            if let m = pair(symbol[i], symbol[i + 1]) { heap.append(entry(m.rank, i)) }
+        }
+        heap.heapify()
+        while let top = heap.popMin() {
+            let at = Int(top & (1 << 40 - 1)), topRank = Int32(top >> 40)
+            let right = next[at]
+            guard alive[at], right < n else { continue }
+            // A pair only changes by growing (a merge), so the same rank means the pushed pair still stands here.
+            guard let merge = pair(symbol[at], symbol[right]), merge.rank == topRank else { continue }
+            symbol[at] = merge.merged
+            alive[right] = false
+            let after = next[right]
+            next[at] = after
+            if after < n { previous[after] = at }
+            let before = previous[at]
+            if before >= 0, let m = pair(symbol[before], symbol[at]) { heap.push(entry(m.rank, before)) }
+            if after < n, let m = pair(symbol[at], symbol[after]) { heap.push(entry(m.rank, at)) }
+        }
+        var out: [Int32] = []
+        var i = 0
+        while i < n { out.append(symbol[i]); i = next[i] }
+        return out
     }
 
     /// Raw bytes of a token (special tokens give their text).
@@ -173,6 +214,54 @@ public final class Tokenizer {
         var bytes: [UInt8] = []
         for id in ids where !(skipSpecial && specialTokens.contains(id)) { bytes.append(contentsOf: self.bytes(of: id)) }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A binary min-heap of packed (rank, position) keys.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func reserve(_ n: Int) { items.reserveCapacity(n) }
+    /// Adds without ordering; call `heapify` before the first pop.
+    mutating func append(_ x: UInt64) { items.append(x) }
+
+    mutating func heapify() {
+        guard items.count > 1 else { return }
+        for i in stride(from: items.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+    }
+
+    mutating func push(_ x: UInt64) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[i] < items[parent] else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func popMin() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        siftDown(0)
+        return top
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
+        let n = items.count
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < n && items[l] < items[smallest] { smallest = l }
+            if r < n && items[r] < items[smallest] { smallest = r }
+            if smallest == i { return }
+            items.swapAt(i, smallest)
+            i = smallest
+        }
     }
 }
 

@@ -75,28 +75,39 @@ extension Tokenizer {
         guard let model = json["model"] as? [String: Any], (model["type"] as? String) == "BPE" else {
             throw FormatError.key(path, "model.type", "expected 'BPE'")
         }
-        guard let vocab = model["vocab"] as? [String: NSNumber] else {
+        guard let vocabObject = model["vocab"] as? [String: Any] else {
             throw FormatError.key(path, "model.vocab", "expected an object of token → id")
         }
+        // Sorted by id (then token), so a duplicate id is reported the same way on every run.
+        let vocab = try vocabObject.map { t, n -> (String, Int) in
+            guard let i = JSONFields.integer(n), i >= 0 else {
+                throw FormatError.key(path, "model.vocab.\(t)", "expected a non-negative integer id, found \(JSONFields.describe(n))")
+            }
+            return (t, i)
+        }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }
         var added: [(String, Int, Bool)] = []
         for (i, entry) in ((json["added_tokens"] as? [[String: Any]]) ?? []).enumerated() {
-            guard let content = entry["content"] as? String, let id = (entry["id"] as? NSNumber)?.intValue else {
-                throw FormatError.key(path, "added_tokens[\(i)]", "expected {\"id\", \"content\"}")
+            guard let content = entry["content"] as? String, let id = JSONFields.integer(entry["id"]), id >= 0 else {
+                throw FormatError.key(path, "added_tokens[\(i)]", "expected {\"id\": a non-negative integer, \"content\": a string}")
             }
             added.append((content, id, (entry["special"] as? Bool) ?? false))
         }
-        let size = max((vocab.values.map(\.intValue).max() ?? -1), (added.map(\.1).max() ?? -1)) + 1
+        let size = max((vocab.last?.1 ?? -1), (added.map(\.1).max() ?? -1)) + 1
         guard size <= 10_000_000 else { throw FormatError.key(path, "model.vocab", "vocabulary of \(size) ids is implausible") }
         var tokens = [String](repeating: "", count: size)
         var filled = [Bool](repeating: false, count: size)
-        for (t, n) in vocab {
-            let i = n.intValue
-            guard i >= 0 else { throw FormatError.key(path, "model.vocab.\(t)", "negative id") }
+        for (t, i) in vocab {
+            guard !filled[i] else {
+                throw FormatError.key(path, "model.vocab", "id \(i) is given to both '\(tokens[i])' and '\(t)' (expected one token per id)")
+            }
             tokens[i] = t; filled[i] = true
         }
         var special = Set<Int32>()
         for (content, id, _) in added {
-            guard id >= 0 else { throw FormatError.key(path, "added_tokens", "negative id for '\(content)'") }
+            // An added token usually repeats its vocabulary entry; another token under the same id would replace it.
+            guard !filled[id] || tokens[id] == content else {
+                throw FormatError.key(path, "added_tokens", "id \(id) is '\(tokens[id])' \(special.contains(Int32(id)) ? "in an earlier added token" : "in model.vocab") but '\(content)' here (expected one token per id)")
+            }
             tokens[id] = content; filled[id] = true
             special.insert(Int32(id))
         }

@@ -11,6 +11,21 @@ public struct TrainerState: Codable, Equatable {
     public var worldSize: Int
     public var bestValidLoss: Double?
     public var lastLoss: Double?
+    /// Steps skipped for a non-finite loss or gradient norm (nan_policy: skip); absent in older checkpoints.
+    public var skippedSteps: Int?
+
+    /// Every count in range for a run of `totalSteps` steps (the file is named in the error).
+    public func validate(file: String, totalSteps: Int) throws {
+        func check(_ key: String, _ value: Int, _ low: Int, _ high: Int?, _ note: String = "") throws {
+            guard value < low || (high.map { value > $0 } ?? false) else { return }
+            throw FormatError.key(file, key, "expected an integer in [\(low), \(high.map(String.init) ?? "…")], found \(value)\(note)")
+        }
+        try check("step", step, 0, totalSteps, " (this run has \(totalSteps) steps)")
+        try check("optimizerStep", optimizerStep, 0, step)
+        try check("skippedSteps", skippedSteps ?? 0, 0, step)
+        try check("samplesSeen", samplesSeen, 0, nil)
+        try check("worldSize", worldSize, 1, 1 << 24)
+    }
 }
 
 public enum Checkpoint {
@@ -62,7 +77,7 @@ public enum Checkpoint {
         }
     }
 
-    /// Loads the AdamW moments into the arena (sizes must match).
+    /// Loads the AdamW moments into the arena (sizes must match, values finite, second moments ≥ 0).
     public static func loadMoments(_ dir: String, into arena: ParameterArena) throws {
         let path = (dir as NSString).appendingPathComponent("optimizer.safetensors")
         let file = try SafetensorsFile(path: path)
@@ -71,7 +86,46 @@ public enum Checkpoint {
             guard values.count == arena.count else {
                 throw FormatError.key(path, name, "expected \(arena.count) values, found \(values.count) (a different adapter?)")
             }
+            try FormatError.requireFinite(values, file: path, key: name)
+            if name == "exp_avg_sq", let i = values.firstIndex(where: { $0 < 0 }) {
+                throw FormatError.key(path, name, "value \(i) is \(values[i]) (a second moment is never negative)")
+            }
             target.pointer.update(from: values, count: values.count)
+        }
+    }
+
+    /// Refuses to start a run in `output` when it holds another run's checkpoints or final/, unless the run
+    /// resumes one of those checkpoints (`resume: auto` with a checkpoint there, or a checkpoint path) or
+    /// `overwrite` is set. Called before anything is written, so a refused run leaves the directory untouched.
+    public static func checkOutput(_ output: String, resume: String, overwrite: Bool) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) else { return }
+        guard isDirectory.boolValue else {
+            throw FormatError(file: output, location: "", "the output exists and is not a directory")
+        }
+        if overwrite || (resume != "never" && resume != "auto") || (resume == "auto" && !list(output).isEmpty) { return }
+        let previous = previousRun(output)
+        guard !previous.isEmpty else { return }
+        let shown = previous.prefix(3).joined(separator: ", ") + (previous.count > 3 ? ", …" : "")
+        throw FormatError(file: output, location: "", "holds another run (\(shown)); pass --resume auto to continue it, --overwrite true to replace it (resume: auto / overwrite: true in the config), or choose another output directory")
+    }
+
+    /// A previous run's checkpoints and final adapter in `output` (names, sorted).
+    static func previousRun(_ output: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+        return names.filter { $0.hasPrefix("checkpoint-") || $0 == "final" }.sorted().map { $0 == "final" ? "final/" : $0 }
+    }
+
+    /// With `overwrite`: removes the previous run's checkpoints, final/, metrics.jsonl and TensorBoard event
+    /// files (a probe's feature caches stay: they are keyed by model and data).
+    public static func clearPreviousRun(_ output: String) throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+        for name in names where name.hasPrefix("checkpoint-") || name == "final" || name == "metrics.jsonl"
+            || name.hasPrefix("events.out.tfevents.") || name.hasPrefix(".tmp-checkpoint-") || name.hasPrefix(".tmp-final-") {
+            let path = (output as NSString).appendingPathComponent(name)
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                throw WriteError(path: path, reason: "cannot remove the previous run's file (\(error.localizedDescription))")
+            }
         }
     }
 

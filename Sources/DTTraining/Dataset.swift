@@ -130,9 +130,16 @@ public struct Dataset {
         throw FormatError.line(file, line, "unknown record: expected \"text\", \"prompt\"+\"completion\", \"messages\" or \"instruction\"+\"output\"; found keys \(o.keys.sorted())")
     }
 
-    /// Splits off a deterministic validation share (fraction of examples, chosen by seed).
-    public func split(validFraction: Double, seed: UInt64) -> (train: Dataset, valid: Dataset) {
+    /// Tokens of the longest example.
+    public var longest: Int { examples.map(\.tokens.count).max() ?? 0 }
+
+    /// Splits off a deterministic validation share (fraction of examples, chosen by seed); at least one
+    /// example on each side.
+    public func split(validFraction: Double, seed: UInt64) throws -> (train: Dataset, valid: Dataset) {
         let n = max(1, Int((Double(count) * validFraction).rounded()))
+        guard n < count else {
+            throw FormatError.key(path, "valid_split", "\(validFraction) of \(count) example\(count == 1 ? "" : "s") holds out \(n), leaving nothing to train on (expected a fraction that keeps at least one example, or valid_data)")
+        }
         let order = SampleOrder.permutation(count: count, seed: seed ^ 0x5EED_5A11, epoch: 0)
         let validSet = Set(order.prefix(n))
         let train = examples.indices.filter { !validSet.contains($0) }.map { examples[$0] }

@@ -62,7 +62,7 @@ extension LoRAWeights {
             rank = r
             var values = [Float](repeating: 0, count: info.elementCount)
             values.withUnsafeMutableBufferPointer { Dequantize.run(info.type, g.data(of: info).baseAddress!, $0.baseAddress!, count: info.elementCount) }
-            try requireFinite(values, path, info.name)
+            try FormatError.requireFinite(values, file: path, key: info.name)
             let k = LoRAAdapter.key(layer, p)
             if isA { a[k] = values } else {
                 if let heads = config.ggufPermutedHeads(p) { values = LlamaCppRowOrder.reorder(values, rows: out, cols: r, heads: heads, toStored: false) }

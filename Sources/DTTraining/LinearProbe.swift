@@ -31,6 +31,7 @@ public struct ProbeDataset {
     public var labelNames: [String]
     public var isRegression: Bool
     public var count: Int { sequences.count }
+    public var longest: Int { sequences.map(\.count).max() ?? 0 }
 
     /// Reads JSONL {"text" | "messages", "label"}; `labelNames` fixes the label set (from the training file).
     public static func load(path: String, tokenizer: Tokenizer, template: ChatTemplate?, maxLength: Int,

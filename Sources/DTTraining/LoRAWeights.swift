@@ -72,7 +72,7 @@ public struct LoRAWeights {
                 throw FormatError.key(path, rawName, "expected shape \(expected), found \(tensor.shape)")
             }
             let values = try file.floats(rawName)
-            try requireFinite(values, path, rawName)
+            try FormatError.requireFinite(values, file: path, key: rawName)
             if which == "A" { a[LoRAAdapter.key(layer, p)] = values } else { b[LoRAAdapter.key(layer, p)] = values }
         }
         var pairs: [Int: Pair] = [:]
@@ -97,12 +97,6 @@ public struct LoRAWeights {
               let which = ["lora_A": "A", "lora_B": "B"][rest[3]] else { return nil }
         guard let p = TensorNames.Projection.allCases.first(where: { $0.modulePath == "\(rest[1]).\(rest[2])" }) else { return nil }
         return (layer, p, which)
-    }
-
-    static func requireFinite(_ values: [Float], _ file: String, _ name: String) throws {
-        if let i = values.firstIndex(where: { !$0.isFinite }) {
-            throw FormatError.key(file, name, "element \(i) is \(values[i]) (expected finite values)")
-        }
     }
 
     /// The weights as a LoRA adapter on `model` (for eval, generate, or to continue training with `dropout`).

@@ -68,32 +68,32 @@ public enum PEFTFormat {
         return type
     }
 
-    /// Reads adapter_config.json of a PEFT LoRA directory.
+    /// Reads adapter_config.json of a PEFT LoRA directory (r a JSON integer, lora_alpha a positive number: a
+    /// string or a bool is refused, not replaced by the default).
     public static func readLoRAOptions(_ dir: String) throws -> LoRAOptions {
         let path = (dir as NSString).appendingPathComponent("adapter_config.json")
-        let json = try readConfig(dir)
-        guard (json["peft_type"] as? String) == "LORA" else {
-            throw FormatError.key(path, "peft_type", "expected \"LORA\", found \(json["peft_type"] ?? "nothing")")
+        let json = JSONFields(file: path, object: try readConfig(dir))
+        guard (json.object["peft_type"] as? String) == "LORA" else {
+            throw FormatError.key(path, "peft_type", "expected \"LORA\", found \(json.object["peft_type"] ?? "nothing")")
         }
         var o = LoRAOptions()
-        guard let r = (json["r"] as? NSNumber)?.intValue, r > 0 else { throw FormatError.key(path, "r", "expected a positive integer") }
-        o.rank = r
-        o.alpha = (json["lora_alpha"] as? NSNumber)?.floatValue ?? Float(r)
-        o.rsLoRA = (json["use_rslora"] as? Bool) ?? false
-        if (json["use_dora"] as? Bool) == true { throw FormatError.key(path, "use_dora", "DoRA adapters are not supported") }
+        o.rank = try json.integer("r", in: 1...65536)
+        o.alpha = Float(try json.number("lora_alpha", default: Double(o.rank), expected: "a positive number", where: { $0 > 0 }))
+        o.rsLoRA = try json.bool("use_rslora", default: false)
+        if try json.bool("use_dora", default: false) { throw FormatError.key(path, "use_dora", "DoRA adapters are not supported") }
         for key in ["rank_pattern", "alpha_pattern"] {
-            if let d = json[key] as? [String: Any], !d.isEmpty { throw FormatError.key(path, key, "per-module ranks/alphas are not supported") }
+            if let d = json.object[key] as? [String: Any], !d.isEmpty { throw FormatError.key(path, key, "per-module ranks/alphas are not supported") }
         }
         let names: [String]
-        if let list = json["target_modules"] as? [String] { names = list }
-        else if json["target_modules"] == nil || json["target_modules"] is NSNull { names = ["q_proj", "v_proj"] }
-        else { throw FormatError.key(path, "target_modules", "expected a list of module names") }
+        if json.object["target_modules"] is String { throw FormatError.key(path, "target_modules", "expected a list of module names (a pattern string is not supported)") }
+        names = try json.strings("target_modules") ?? ["q_proj", "v_proj"]
         o.targets = try names.map { n in
             guard let p = TensorNames.Projection(rawValue: n) else {
                 throw FormatError.key(path, "target_modules", "unsupported module '\(n)' (expected q_proj … down_proj)")
             }
             return p
         }
+        guard !o.targets.isEmpty else { throw FormatError.key(path, "target_modules", "expected at least one module") }
         return o
     }
 

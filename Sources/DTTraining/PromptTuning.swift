@@ -79,16 +79,13 @@ public final class PromptTuningAdapter: TrainableAdapter {
 
     public static func load(_ dir: String, model: LlamaModel) throws -> PromptTuningAdapter {
         let configPath = (dir as NSString).appendingPathComponent("adapter_config.json")
-        let json = try PEFTFormat.readConfig(dir)
-        guard let v = (json["num_virtual_tokens"] as? NSNumber)?.intValue, v >= 1 else {
-            throw FormatError.key(configPath, "num_virtual_tokens", "expected a positive integer")
-        }
-        if let dim = (json["token_dim"] as? NSNumber)?.intValue, dim != model.config.hiddenSize {
-            throw FormatError.key(configPath, "token_dim", "expected the model's hidden size \(model.config.hiddenSize), found \(dim)")
-        }
-        if let sub = (json["num_transformer_submodules"] as? NSNumber)?.intValue, sub != 1 {
-            throw FormatError.key(configPath, "num_transformer_submodules", "expected 1 (decoder-only), found \(sub)")
-        }
+        let json = JSONFields(file: configPath, object: try PEFTFormat.readConfig(dir))
+        let v = try json.integer("num_virtual_tokens", in: 1...(1 << 16))
+        let C = model.config.hiddenSize
+        let dim = try json.integer("token_dim", default: C)
+        guard dim == C else { throw FormatError.key(configPath, "token_dim", "expected the model's hidden size \(C), found \(dim)") }
+        let sub = try json.integer("num_transformer_submodules", default: 1)
+        guard sub == 1 else { throw FormatError.key(configPath, "num_transformer_submodules", "expected 1 (decoder-only), found \(sub)") }
         let adapter = PromptTuningAdapter(model: model, virtualTokens: v)
         let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
         let file = try SafetensorsFile(path: path)
@@ -98,9 +95,11 @@ public final class PromptTuningAdapter: TrainableAdapter {
         guard t.shape == [v, model.config.hiddenSize] else {
             throw FormatError.key(path, "prompt_embeddings", "expected shape [\(v), \(model.config.hiddenSize)], found \(t.shape)")
         }
-        adapter.arena.set("prompt_embeddings", try file.floats("prompt_embeddings"))
-        adapter.initMethod = PromptInit(rawValue: (json["prompt_tuning_init"] as? String) ?? "RANDOM") ?? .random
-        adapter.initText = (json["prompt_tuning_init_text"] as? String) ?? ""
+        let values = try file.floats("prompt_embeddings")
+        try FormatError.requireFinite(values, file: path, key: "prompt_embeddings")
+        adapter.arena.set("prompt_embeddings", values)
+        adapter.initMethod = PromptInit(rawValue: (json.object["prompt_tuning_init"] as? String) ?? "RANDOM") ?? .random
+        adapter.initText = (json.object["prompt_tuning_init_text"] as? String) ?? ""
         return adapter
     }
 }

@@ -1,6 +1,7 @@
 // The resolved training configuration. Every key can come from YAML (`--config run.yaml`) or a flag of the
 // same name (`learning_rate` ↔ `--learning-rate`); flags win over the file, the file over the defaults.
-// Unknown keys and ill-typed values are errors naming the file (or flag) and the key.
+// Unknown keys, ill-typed values (a float or bool for an integer, a quoted string for a number), numbers that are
+// not finite or out of range, and duplicate YAML keys are errors naming the file (or flag), the line and the key.
 import DTFormats
 import DTKernels
 import DTModel
@@ -57,6 +58,8 @@ public struct TrainConfig: Equatable, Sendable {
     public var probeLearningRate = 1e-2
     public var classWeights = "none"
     public var earlyStoppingPatience = 20
+    public var nanPolicy = "stop"
+    public var overwrite = false
 
     public init() {}
 
@@ -88,17 +91,42 @@ public struct TrainConfig: Equatable, Sendable {
         ("probe_bias", "probe: train score.bias"), ("probe_epochs", "probe: passes over the cached features"),
         ("probe_batch_size", "probe: rows per update (0: full batch)"), ("probe_learning_rate", "probe: AdamW learning rate"),
         ("class_weights", "probe: none or balanced"), ("early_stopping_patience", "probe: epochs without validation improvement (0: off)"),
+        ("nan_policy", "a non-finite loss or gradient norm: stop (the run, before anything is written) or skip (the step)"),
+        ("overwrite", "replace the checkpoints and final/ of another run in output (else such a directory is refused)"),
     ]
+
+    /// The YAML type of each key that is not free text.
+    enum Kind { case integer, number, flag, list, text }
+    static let integerKeys: Set = ["max_length", "batch_size", "micro_batch_size", "max_steps", "warmup_steps", "seed", "lora_rank",
+                                   "log_every", "eval_every", "save_every", "keep_checkpoints", "threads", "num_virtual_tokens",
+                                   "probe_layer", "probe_epochs", "probe_batch_size", "early_stopping_patience"]
+    static let numberKeys: Set = ["valid_split", "epochs", "learning_rate", "weight_decay", "max_grad_norm", "lora_alpha",
+                                  "lora_dropout", "probe_learning_rate"]
+    static let flagKeys: Set = ["train_on_prompt", "packing", "use_rslora", "recompute", "tensorboard", "probe_bias", "overwrite"]
+    static func kind(_ key: String) -> Kind {
+        integerKeys.contains(key) ? .integer : numberKeys.contains(key) ? .number : flagKeys.contains(key) ? .flag
+            : key == "lora_targets" ? .list : .text
+    }
 
     /// Sets `key` from its text form; `source` names the file or flag for errors.
     public mutating func set(_ key: String, _ value: String, source: String) throws {
         func bad(_ expected: String) -> FormatError { FormatError.key(source, key, "expected \(expected), found '\(value)'") }
-        func int() throws -> Int { guard let v = Int(value) else { throw bad("an integer") }; return v }
-        func double() throws -> Double { guard let v = Double(value) else { throw bad("a number") }; return v }
+        func int(_ range: ClosedRange<Int>) throws -> Int {
+            let expected = range.upperBound == Int.max ? "an integer ≥ \(range.lowerBound)" : "an integer in [\(range.lowerBound), \(range.upperBound)]"
+            guard let v = Int(value) else { throw bad(expected) }
+            guard range.contains(v) else { throw bad(expected) }
+            return v
+        }
+        /// A finite number satisfying `valid` (described by `expected`): NaN and ±inf never enter.
+        func double(_ expected: String, _ valid: (Double) -> Bool) throws -> Double {
+            guard let v = Double(value), v.isFinite, valid(v) else { throw bad("a finite number \(expected)") }
+            return v
+        }
         func bool() throws -> Bool {
             switch value.lowercased() { case "true", "yes", "1": return true; case "false", "no", "0": return false; default: throw bad("true or false") }
         }
         func oneOf(_ allowed: [String]) throws -> String { guard allowed.contains(value) else { throw bad(allowed.joined(separator: " | ")) }; return value }
+        let size = 1...(1 << 24), count = 0...Int.max
         switch key {
         case "method": method = try oneOf(["lora", "qlora", "prompt", "probe"])
         case "model": model = value
@@ -108,25 +136,25 @@ public struct TrainConfig: Equatable, Sendable {
         case "placement": placement = try oneOf(["auto", "sharded", "replicated"])
         case "data": data = value
         case "valid_data": validData = value
-        case "valid_split": validSplit = try double(); guard (0..<1).contains(validSplit) else { throw bad("a fraction in [0, 1)") }
+        case "valid_split": validSplit = try double("in [0, 1)") { $0 >= 0 && $0 < 1 }
         case "output": output = value
-        case "max_length": maxLength = try int(); guard maxLength >= 2 else { throw bad("at least 2") }
+        case "max_length": maxLength = try int(2...(1 << 24))
         case "train_on_prompt": trainOnPrompt = try bool()
         case "packing": packing = try bool()
         case "chat_template": chatTemplate = value
-        case "batch_size": batchSize = try int(); guard batchSize >= 1 else { throw bad("at least 1") }
-        case "micro_batch_size": microBatchSize = try int(); guard microBatchSize >= 1 else { throw bad("at least 1") }
-        case "epochs": epochs = try double(); guard epochs > 0 else { throw bad("a positive number") }
-        case "max_steps": maxSteps = try int(); guard maxSteps >= 0 else { throw bad("0 or more") }
-        case "learning_rate": learningRate = try double()
+        case "batch_size": batchSize = try int(size)
+        case "micro_batch_size": microBatchSize = try int(1...(1 << 16))
+        case "epochs": epochs = try double("in (0, 1e6]") { $0 > 0 && $0 <= 1e6 }
+        case "max_steps": maxSteps = try int(0...(1 << 40))
+        case "learning_rate": learningRate = try double("> 0") { $0 > 0 }
         case "schedule": schedule = try oneOf(LRSchedule.allCases.map(\.rawValue))
-        case "warmup_steps": warmupSteps = try int()
-        case "weight_decay": weightDecay = try double()
-        case "max_grad_norm": maxGradNorm = try double()
-        case "seed": seed = try int()
-        case "lora_rank": loraRank = try int(); guard loraRank >= 1 else { throw bad("at least 1") }
-        case "lora_alpha": loraAlpha = try double()
-        case "lora_dropout": loraDropout = try double(); guard (0..<1).contains(loraDropout) else { throw bad("a fraction in [0, 1)") }
+        case "warmup_steps": warmupSteps = try int(count)
+        case "weight_decay": weightDecay = try double("≥ 0") { $0 >= 0 }
+        case "max_grad_norm": maxGradNorm = try double("≥ 0 (0: off)") { $0 >= 0 }
+        case "seed": seed = try int(count)
+        case "lora_rank": loraRank = try int(1...65536)
+        case "lora_alpha": loraAlpha = try double("> 0") { $0 > 0 }
+        case "lora_dropout": loraDropout = try double("in [0, 1)") { $0 >= 0 && $0 < 1 }
         case "lora_targets":
             let names = value.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             let known = TensorNames.Projection.allCases.map(\.rawValue)
@@ -135,24 +163,26 @@ public struct TrainConfig: Equatable, Sendable {
         case "use_rslora": useRSLoRA = try bool()
         case "init_adapter": initAdapter = value
         case "recompute": recompute = try bool()
-        case "log_every": logEvery = max(1, try int())
+        case "log_every": logEvery = try int(size)
         case "tensorboard": tensorboard = try bool()
-        case "eval_every": evalEvery = try int()
-        case "save_every": saveEvery = try int()
-        case "keep_checkpoints": keepCheckpoints = max(1, try int())
+        case "eval_every": evalEvery = try int(count)
+        case "save_every": saveEvery = try int(count)
+        case "keep_checkpoints": keepCheckpoints = try int(size)
         case "resume": resume = value
-        case "threads": threads = try int()
-        case "num_virtual_tokens": numVirtualTokens = try int(); guard numVirtualTokens >= 1 else { throw bad("at least 1") }
+        case "threads": threads = try int(0...4096)
+        case "num_virtual_tokens": numVirtualTokens = try int(1...(1 << 16))
         case "prompt_init": promptInit = try oneOf(PromptInit.allCases.map(\.rawValue))
         case "prompt_init_text": promptInitText = value
-        case "probe_layer": probeLayer = try int()
+        case "probe_layer": probeLayer = try int(-1...(1 << 16))
         case "probe_pooling": probePooling = try oneOf(["last", "mean"])
         case "probe_bias": probeBias = try bool()
-        case "probe_epochs": probeEpochs = try int(); guard probeEpochs >= 1 else { throw bad("at least 1") }
-        case "probe_batch_size": probeBatchSize = try int()
-        case "probe_learning_rate": probeLearningRate = try double()
+        case "probe_epochs": probeEpochs = try int(1...(1 << 24))
+        case "probe_batch_size": probeBatchSize = try int(count)
+        case "probe_learning_rate": probeLearningRate = try double("> 0") { $0 > 0 }
         case "class_weights": classWeights = try oneOf(["none", "balanced"])
-        case "early_stopping_patience": earlyStoppingPatience = try int()
+        case "early_stopping_patience": earlyStoppingPatience = try int(count)
+        case "nan_policy": nanPolicy = try oneOf(["stop", "skip"])
+        case "overwrite": overwrite = try bool()
         default:
             throw FormatError.key(source, key, "unknown configuration key (known: \(Self.keys.map(\.0).joined(separator: ", ")))")
         }
@@ -174,36 +204,90 @@ public struct TrainConfig: Equatable, Sendable {
         case "probe_layer": "\(probeLayer)"; case "probe_pooling": probePooling; case "probe_bias": "\(probeBias)"
         case "probe_epochs": "\(probeEpochs)"; case "probe_batch_size": "\(probeBatchSize)"; case "probe_learning_rate": "\(probeLearningRate)"
         case "class_weights": classWeights; case "early_stopping_patience": "\(earlyStoppingPatience)"
+        case "nan_policy": nanPolicy; case "overwrite": "\(overwrite)"
         default: ""
         }
     }
 
-    /// Applies a YAML file: a mapping of known keys to scalars (lists allowed for lora_targets).
+    /// Applies a YAML file: a mapping of known keys to scalars of their type (a list for lora_targets). The
+    /// document is composed, not constructed, so a key given twice is seen (and refused, naming both lines) and
+    /// aliases are never expanded.
     public mutating func apply(yaml text: String, source: String) throws {
-        let parsed: Any?
-        do { parsed = try Yams.load(yaml: text) } catch {
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
             throw FormatError(file: source, location: "", "malformed YAML: \(error)")
         }
-        guard let mapping = parsed as? [String: Any] else {
-            if parsed == nil { return }
-            throw FormatError(file: source, location: "", "expected a mapping of configuration keys")
+        guard let root else { return }
+        guard let mapping = root.mapping else {
+            throw FormatError(file: source, location: "line \(root.mark?.line ?? 1)", "expected a mapping of configuration keys")
         }
-        for key in mapping.keys.sorted() {
-            let v = mapping[key]!
-            let text: String
-            if let list = v as? [Any] { text = list.map { "\($0)" }.joined(separator: " ") }
-            else if v is [String: Any] { throw FormatError.key(source, key, "expected a value, found a mapping") }
-            else { text = "\(v)" }
-            try set(key, text, source: source)
+        var seen: [String: Int] = [:]
+        for (keyNode, valueNode) in mapping {
+            let line = keyNode.mark?.line ?? 0
+            guard let key = keyNode.scalar?.string else {
+                throw FormatError(file: source, location: "line \(line)", "expected a configuration key, found a \(keyNode.mapping != nil ? "mapping" : "list")")
+            }
+            let location = "line \(line), key '\(key)'"
+            guard Self.keys.contains(where: { $0.0 == key }) else {
+                throw FormatError(file: source, location: location, "unknown configuration key (known: \(Self.keys.map(\.0).joined(separator: ", ")))")
+            }
+            if let first = seen[key] { throw FormatError(file: source, location: location, "duplicate key (first given at line \(first))") }
+            seen[key] = line
+            let text = try Self.text(of: valueNode, kind: Self.kind(key), file: source, location: location)
+            do { try set(key, text, source: source) } catch var error as FormatError {
+                error.location = "line \(line), " + error.location
+                throw error
+            }
         }
     }
 
-    /// The resolved configuration as YAML (every key, defaults filled in).
+    /// The text form of a YAML value for a key of `kind`, refusing values of another type.
+    static func text(of node: Node, kind: Kind, file: String, location: String) throws -> String {
+        func refuse(_ expected: String, _ found: String) -> FormatError {
+            FormatError(file: file, location: location, "expected \(expected), found \(found)")
+        }
+        func describe(_ n: Node) -> String {
+            guard let s = n.scalar else { return n.mapping != nil ? "a mapping" : "a list" }
+            switch n.tag.description {
+            case Tag.Name.str.rawValue: return s.style == .plain || s.style == .any ? "'\(s.string)'" : "\"\(s.string)\" (a quoted string)"
+            case Tag.Name.null.rawValue: return "no value"
+            default: return s.string
+            }
+        }
+        let tag = node.tag.description
+        switch kind {
+        case .list:
+            if let list = node.sequence {
+                return try list.map { item in
+                    guard item.scalar != nil, item.tag.description == Tag.Name.str.rawValue else { throw refuse("a list of names", describe(item)) }
+                    return item.scalar!.string
+                }.joined(separator: " ")
+            }
+            guard let s = node.scalar, tag == Tag.Name.str.rawValue else { throw refuse("a list of names", describe(node)) }
+            return s.string
+        case .integer:
+            guard tag == Tag.Name.int.rawValue, let v = node.int else { throw refuse("an integer", describe(node)) }
+            return "\(v)"
+        case .number:
+            guard tag == Tag.Name.int.rawValue || tag == Tag.Name.float.rawValue, let v = node.float else { throw refuse("a number", describe(node)) }
+            return "\(v)"
+        case .flag:
+            guard tag == Tag.Name.bool.rawValue, let v = node.bool else { throw refuse("true or false", describe(node)) }
+            return "\(v)"
+        case .text:
+            guard let s = node.scalar, tag != Tag.Name.null.rawValue else { throw refuse("a value", describe(node)) }
+            return s.string
+        }
+    }
+
+    /// The resolved configuration as YAML (every key, defaults filled in; text quoted so it reads back as text).
     public var yaml: String {
         Self.keys.map { key, _ in
-            let v = value(key)
-            if key == "lora_targets" { return "\(key): [\(loraTargets.joined(separator: ", "))]" }
-            return "\(key): \(v.isEmpty ? "\"\"" : (Double(v) != nil || ["true", "false"].contains(v) ? v : "\"\(v)\""))"
+            switch Self.kind(key) {
+            case .list: return "\(key): [\(loraTargets.joined(separator: ", "))]"
+            case .integer, .number, .flag: return "\(key): \(value(key))"
+            case .text: return "\(key): \(SafetensorsWriter.jsonString(value(key)))"
+            }
         }.joined(separator: "\n") + "\n"
     }
 

@@ -1,6 +1,8 @@
 // The training loop. The global batch of step s is samples [s·G, (s+1)·G) of the seeded order (independent of
 // the number of ranks); each rank takes every N-th of them, runs micro-batches, and one all-reduce carries all
 // trainable gradients plus the loss sum and target-token count. Then clip, AdamW, log, evaluate, checkpoint.
+// A non-finite loss or gradient norm (the same on every rank: both come from the reduced sums) never reaches
+// AdamW: nan_policy stop ends the run before anything is written, skip leaves adapter and moments unchanged.
 import DTFormats
 import DTKernels
 import DTModel
@@ -13,6 +15,11 @@ public struct StepLog: Sendable {
     public var loss: Double, learningRate: Double, gradNorm: Double
     public var tokensPerSecond: Double, secondsPerStep: Double
     public var validLoss: Double?
+}
+
+/// A step whose loss or gradient norm is not finite, with nan_policy: stop.
+public struct NumericalError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 public final class Trainer {
@@ -110,8 +117,9 @@ public final class Trainer {
         return load([empty], positions: [0], training: training, step: step)
     }
 
-    /// One optimizer step; returns (mean loss, grad norm before clipping, target tokens).
-    func step(_ s: Int) -> (Double, Double, Int) {
+    /// One optimizer step; returns the mean loss, the gradient norm before clipping, the target tokens and
+    /// whether AdamW ran (not when the loss or the norm is NaN or infinite).
+    func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool) {
         let G = config.batchSize
         let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
         adapter.arena.zeroGradients()
@@ -142,9 +150,11 @@ public final class Trainer {
             try? data.write(to: URL(fileURLWithPath: dir + "/gradient-step-\(s).safetensors"))
         }
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
+        let loss = Double(arena.fused[arena.count]) / Double(globalTargets)
+        guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false) }
         let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
         optimizer.update(arena, lr: config.learningRate * Double(factor))
-        return (Double(arena.fused[arena.count]) / Double(globalTargets), Double(norm), Int(globalTargets))
+        return (loss, Double(norm), Int(globalTargets), true)
     }
 
     /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
@@ -171,9 +181,11 @@ public final class Trainer {
         guard loaded.arena.entries == adapter.arena.entries else {
             throw CommandLineError("\(dir): the checkpoint's adapter tensors do not match this run's adapter")
         }
+        let saved = try Checkpoint.readState(dir)
+        try saved.validate(file: (dir as NSString).appendingPathComponent("trainer_state.json"), totalSteps: totalSteps)
         adapter.arena.values.pointer.update(from: loaded.arena.values.pointer, count: adapter.arena.count)
         try Checkpoint.loadMoments(dir, into: adapter.arena)
-        state = try Checkpoint.readState(dir)
+        state = saved
         optimizer.step = state.optimizerStep
         onMessage("resumed from \(dir) at step \(state.step) (saved by \(state.worldSize) ranks, now \(comm.size))")
         state.worldSize = comm.size
@@ -193,14 +205,25 @@ public final class Trainer {
         var validLoss: Double?
         while state.step < totalSteps {
             let started = Date()
-            let (loss, norm, _) = step(state.step)
-            state.step += 1; state.samplesSeen += config.batchSize; state.optimizerStep = optimizer.step; state.lastLoss = loss
+            let (loss, norm, _, applied) = step(state.step)
+            if !applied {
+                let what = loss.isFinite ? "gradient norm \(norm)" : "loss \(loss)"
+                guard config.nanPolicy == "skip" else {
+                    let last = Checkpoint.list(config.output).last.map { "\($0.path) is the last good checkpoint" } ?? "there is no checkpoint yet"
+                    throw NumericalError(description: "step \(state.step + 1)/\(totalSteps): non-finite \(what); stopped before writing anything (nan_policy: stop; --nan-policy skip skips such steps); \(last)")
+                }
+                onMessage("step \(state.step + 1)/\(totalSteps): non-finite \(what); step skipped (nan_policy: skip), adapter and optimizer unchanged")
+                state.skippedSteps = (state.skippedSteps ?? 0) + 1
+            } else {
+                state.lastLoss = loss
+            }
+            state.step += 1; state.samplesSeen += config.batchSize; state.optimizerStep = optimizer.step
             let seconds = Date().timeIntervalSince(started)
             let evalNow = valid != nil && ((config.evalEvery > 0 && state.step % config.evalEvery == 0) || state.step == totalSteps)
             if evalNow, let valid { validLoss = evaluate(valid, withAdapter: true); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!) }
             let tokens = (state.step - 1) * config.batchSize..<state.step * config.batchSize
             let stepTokens = tokens.reduce(0) { $0 + train.examples[sample($1)].tokens.count }
-            if state.step % config.logEvery == 0 || state.step == totalSteps || evalNow {
+            if applied && (state.step % config.logEvery == 0 || state.step == totalSteps || evalNow) {
                 let lr = config.learningRate * Double(LRSchedule(rawValue: config.schedule)!.factor(step: state.step - 1, warmup: config.warmupSteps, total: totalSteps))
                 onLog(StepLog(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: lr, gradNorm: norm,
                               tokensPerSecond: Double(stepTokens) / seconds, secondsPerStep: seconds, validLoss: evalNow ? validLoss : nil))

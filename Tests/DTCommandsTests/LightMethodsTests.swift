@@ -59,8 +59,8 @@ final class LightMethodsTests: XCTestCase {
         XCTAssertEqual(w1.count, 3 * 32)
         XCTAssertLessThanOrEqual(relativeDifference(w1, w2), 1e-6)
         XCTAssertTrue(r1.stderr.contains("valid: accuracy") && r1.stderr.contains("macro-F1") && r1.stderr.contains("confusion matrix"), r1.stderr)
-        // The cache is reused when the run is repeated.
-        let again = try DTrainProcess.run(args + ["--output", one, "--probe-epochs", "5"])
+        // The cache is reused when the run is repeated over the first one (--overwrite keeps the feature caches).
+        let again = try DTrainProcess.run(args + ["--output", one, "--probe-epochs", "5", "--overwrite", "true"])
         XCTAssertTrue(again.stderr.contains("reusing the cache"), again.stderr)
         let predictions = temporaryDirectory() + "/p.jsonl"
         let p = try DTrainProcess.run(["predict", "--model", Self.model, "--adapter", one + "/final", "--data", Self.labelledValid, "--output", predictions])

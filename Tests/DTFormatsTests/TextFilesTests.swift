@@ -38,4 +38,12 @@ final class TextFilesTests: XCTestCase {
         XCTAssertEqual(try TextFiles.readUTF8(write("one\r\ntwo\r\n\r\nthree")), "one\ntwo\n\nthree")
         XCTAssertEqual(try TextFiles.readUTF8(write("a\rb\n")), "a\rb\n")
     }
+
+    /// Invariant: a UTF-8 byte order mark at the start (Notepad writes one) is not part of the text, so the first
+    /// JSONL line parses.
+    func testByteOrderMarkIsDropped() throws {
+        XCTAssertEqual(try TextFiles.readUTF8(write("\u{FEFF}one\ntwo")), "one\ntwo")
+        XCTAssertEqual(try TextFiles.readJSONL(write("\u{FEFF}" + #"{"text": "a"}"# + "\r\n")).map(\.line), [1])
+        XCTAssertEqual(try TextFiles.readUTF8(write("a\u{FEFF}b")), "a\u{FEFF}b", "only a leading mark is dropped")
+    }
 }

@@ -94,11 +94,15 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(llama3, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
     }
 
-    /// Invariant: malformed tokenizer.json is an error naming the file, never a crash.
+    /// Invariant: malformed tokenizer.json is an error naming the file, never a crash; two tokens under one id
+    /// (which would silently drop one) are refused.
     func testMalformedTokenizerJSONIsRefused() throws {
         let dir = temporaryDirectory()
         for (body, fragment) in [("{not json", "malformed"), (#"{"model": {"type": "Unigram"}}"#, "model.type"),
-                                 (#"{"model": {"type": "BPE", "vocab": {"a": 1}}, "pre_tokenizer": {"type": "ByteLevel"}}"#, "no token has id 0")] {
+                                 (#"{"model": {"type": "BPE", "vocab": {"a": 1}}, "pre_tokenizer": {"type": "ByteLevel"}}"#, "no token has id 0"),
+                                 (#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 0, "c": 1}}}"#, "id 0 is given to both 'a' and 'b'"),
+                                 (#"{"model": {"type": "BPE", "vocab": {"a": 0.5}}}"#, "model.vocab.a"),
+                                 (#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"id": 0, "content": "<s>"}]}"#, "id 0 is 'a'")] {
             let path = dir + "/tokenizer.json"
             try body.write(toFile: path, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try Tokenizer(tokenizerJSON: path)) { e in

@@ -151,10 +151,16 @@ public enum TinyTokenizer {
 public enum DTrainProcess {
     public static var binary: String { TestPaths.repoRoot + "/.build/release/dtrain" }
 
-    public struct Result { public var status: Int32; public var stdout: String; public var stderr: String }
+    public struct Result {
+        public var status: Int32; public var stdout: String; public var stderr: String
+        /// Ended by a signal (a crash: SIGILL/SIGTRAP from a Swift trap, SIGSEGV, SIGFPE), not by exit().
+        public var signalled = false
+        /// Killed after the timeout.
+        public var timedOut = false
+    }
 
     public static func run(_ arguments: [String], ranks: Int = 0, environment: [String: String] = [:],
-                           timeout: TimeInterval = 600) throws -> Result {
+                           timeout: TimeInterval = 600, directory: String? = nil) throws -> Result {
         let p = Process()
         if ranks > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
@@ -167,6 +173,7 @@ public enum DTrainProcess {
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         for (k, v) in environment { env[k] = v }
         p.environment = env
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let dir = temporaryDirectory()
         FileManager.default.createFile(atPath: dir + "/out", contents: nil)
         FileManager.default.createFile(atPath: dir + "/err", contents: nil)
@@ -174,13 +181,15 @@ public enum DTrainProcess {
         p.standardError = FileHandle(forWritingAtPath: dir + "/err")
         try p.run()
         let deadline = Date().addingTimeInterval(timeout)
+        var timedOut = false
         while p.isRunning {
-            if Date() > deadline { p.terminate(); kill(p.processIdentifier, SIGKILL) }
+            if Date() > deadline { timedOut = true; p.terminate(); kill(p.processIdentifier, SIGKILL) }
             usleep(20_000)
         }
         let stdout = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
-        return Result(status: p.terminationStatus, stdout: stdout, stderr: stderr)
+        return Result(status: p.terminationStatus, stdout: stdout, stderr: stderr,
+                      signalled: p.terminationReason == .uncaughtSignal, timedOut: timedOut)
     }
 }
 
