@@ -37,6 +37,16 @@ struct AdapterIO: ParsableArguments {
         }
     }
 
+    /// Runs a command's body: a failed write is reported (not a SIGXFSZ kill past `ulimit -f`); usage errors
+    /// go to ArgumentParser (exit 64), every other error is printed and exits 1.
+    func perform(_ body: () throws -> Void) throws {
+        signal(SIGXFSZ, SIG_IGN)
+        do { try body() } catch let e as ValidationError { throw e } catch {
+            Console.error("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
     /// Training steps recorded beside a dtrain adapter (trainer_state.json), if any.
     var trainingSteps: Int? {
         guard !LoRAWeights.isGGUFFile(adapter) else { return nil }
@@ -55,8 +65,7 @@ struct Export: ParsableCommand {
     var outtype = "f32"
 
     func run() throws {
-        signal(SIGXFSZ, SIG_IGN)   // past `ulimit -f` a write fails with EFBIG (reported), not a kill
-        do {
+        try io.perform {
             guard ["gguf", "peft", "ollama"].contains(format) else { throw ValidationError("--format must be gguf, peft or ollama, not '\(format)'") }
             guard let type = LoRAWeights.ggufOutTypes[outtype] else {
                 throw ValidationError("--outtype must be one of \(LoRAWeights.ggufOutTypes.keys.sorted().joined(separator: ", ")), not '\(outtype)'")
@@ -81,9 +90,6 @@ struct Export: ParsableCommand {
             default:
                 try writeOllama(weights, base: base, type: type)
             }
-        } catch let e as ValidationError { throw e } catch {
-            Console.error("error: \(error)")
-            throw ExitCode(1)
         }
     }
 
@@ -149,8 +155,7 @@ struct Merge: ParsableCommand {
     var maxShardSize = "5GB"
 
     func run() throws {
-        signal(SIGXFSZ, SIG_IGN)
-        do {
+        try io.perform {
             guard ["gguf", "hf"].contains(format) else { throw ValidationError("--format must be gguf or hf, not '\(format)'") }
             let outtype = self.outtype ?? (format == "gguf" ? "f16" : "same")
             guard let type = MergeOutType(rawValue: outtype) else {
@@ -190,9 +195,6 @@ struct Merge: ParsableCommand {
                     Console.error(String(format: "warning: re-encoding as %@ keeps only %.0f%% of the adapter's change (its blocks are too coarse for ΔW), so the merged model behaves much like the base; use --outtype q8_0, f16 or f32", outtype, 100 * kept))
                 }
             }
-        } catch let e as ValidationError { throw e } catch {
-            Console.error("error: \(error)")
-            throw ExitCode(1)
         }
     }
 
