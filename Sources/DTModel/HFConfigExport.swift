@@ -7,7 +7,7 @@ public enum HFConfigExport {
     /// The shortest decimal that reads back as this Float (1e-05, not 9.99999974738e-06).
     static func decimal(_ x: Float) -> Double { Double("\(x)")! }
 
-    public static func configJSON(_ c: LlamaConfig, gguf: GGUFFile, torchDtype: String) throws -> Data {
+    public static func configJSON(_ c: LlamaConfig, gguf: GGUFFile, torchDtype: String, extra: [String: Any] = [:]) throws -> Data {
         guard c.ropeScaling == nil, gguf.tensor("rope_freqs.weight") == nil else {
             throw FormatError.key(gguf.path, "rope_freqs.weight", "Llama-3.1 RoPE scaling cannot be written to config.json yet")
         }
@@ -28,6 +28,7 @@ public enum HFConfigExport {
             if let id = gguf.metadata[key]?.int { json[hf] = id }
         }
         if c.architecture == "qwen2" { json["use_sliding_window"] = false }
+        for (k, v) in extra { json[k] = v }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }
 }

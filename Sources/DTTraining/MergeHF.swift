@@ -22,6 +22,39 @@ extension ModelMerge {
         return Dictionary(uniqueKeysWithValues: hf.map { (TensorNames.gguf($0)!, $0) })
     }
 
+    /// Every tensor of `base` in HF names and the base's order, as stored (GGUF tensors mapped to HF names;
+    /// an HF directory's quantized tensors refused).
+    public static func hfTensors(_ base: ModelSource) throws -> [(name: String, raw: RawTensor)] {
+        var names: [String] = []
+        if let g = base.gguf {
+            let map = hfNames(ggufOf: base.config)
+            for info in g.tensors {
+                guard let hf = map[info.name] else {
+                    throw FormatError.key(g.path, info.name, "no Hugging Face tensor corresponds to it (\(info.name == "rope_freqs.weight" ? "Llama-3.1 RoPE factors are not written to an HF config yet" : "unknown tensor"))")
+                }
+                names.append(hf)
+            }
+        } else {
+            for t in base.safetensorsInventory {
+                guard SafetensorsDType(rawValue: t.dtype)?.ggmlType != nil else {
+                    throw FormatError.key(base.path, t.name, "dtype \(t.dtype) (a quantized checkpoint) cannot be rewritten; start from the unquantized model")
+                }
+                names.append(t.name)
+            }
+        }
+        return try names.map { name in
+            guard let raw = try base.tensor(name) else { throw FormatError.key(base.path, name, "missing tensor") }
+            return (name, raw)
+        }
+    }
+
+    /// fp32 values of a stored tensor in HF row order (llama.cpp's Q/K permutation undone).
+    static func hfValues(_ name: String, _ raw: RawTensor) throws -> [Float] {
+        let values = try dequantized(raw.type, raw.data, count: raw.shape.reduce(1, *), file: raw.file, name: name)
+        guard let heads = raw.permutedHeads else { return values }
+        return LlamaCppRowOrder.reorder(values, rows: raw.shape[0], cols: raw.shape.count == 2 ? raw.shape[1] : 1, heads: heads, toStored: false)
+    }
+
     /// Merges into an HF directory at `dir`; `maxShardBytes` bounds each safetensors file.
     public static func toHF(base: ModelSource, weights: LoRAWeights, outType: MergeOutType, dir: String, overwrite: Bool,
                             maxShardBytes: Int) throws -> MergeReport {
@@ -34,94 +67,38 @@ extension ModelMerge {
         case .same: dtypeOf = { t in t == .f16 ? .f16 : t == .bf16 ? .bf16 : .f32 }
         default: throw CommandLineError("--outtype \(outType.rawValue) is a GGUF block type; an HF directory takes f32, f16, bf16 or same")
         }
-        // The tensors in HF names, in the base's order.
-        var names: [String] = []
-        if let g = base.gguf {
-            let map = hfNames(ggufOf: config)
-            for info in g.tensors {
-                guard let hf = map[info.name] else {
-                    throw FormatError.key(g.path, info.name, "no Hugging Face tensor corresponds to it (\(info.name == "rope_freqs.weight" ? "Llama-3.1 RoPE factors are not written to an HF config yet" : "unknown tensor"))")
-                }
-                names.append(hf)
-            }
-        } else {
-            for t in base.safetensorsInventory {
-                guard SafetensorsDType(rawValue: t.dtype)?.ggmlType != nil else {
-                    throw FormatError.key(base.path, t.name, "dtype \(t.dtype) (a quantized checkpoint) cannot be merged; merge into the unquantized base")
-                }
-                names.append(t.name)
-            }
-        }
-        var tensors: [(name: String, raw: RawTensor, dtype: SafetensorsDType)] = []
-        for name in names {
-            guard let raw = try base.tensor(name) else { throw FormatError.key(base.path, name, "missing tensor") }
-            tensors.append((name, raw, dtypeOf(raw.type)))
-        }
-        // Shards in order, each at most maxShardBytes (a larger single tensor gets a shard of its own).
-        var shards: [[Int]] = [[]]
-        var used = 0
-        for (i, t) in tensors.enumerated() {
-            let bytes = t.raw.shape.reduce(1, *) * t.dtype.size
-            if used > 0 && used + bytes > maxShardBytes { shards.append([]); used = 0 }
-            shards[shards.count - 1].append(i)
-            used += bytes
-        }
-        let fileNames = shards.count == 1 ? ["model.safetensors"]
-            : (1...shards.count).map { String(format: "model-%05d-of-%05d.safetensors", $0, shards.count) }
+        let tensors = try hfTensors(base)
+        let plan = tensors.map { HFDirectoryWriter.TensorPlan(name: $0.name, dtype: dtypeOf($0.raw.type), shape: $0.raw.shape) }
         let byName = targets(weights, config: config)
         var report = MergeReport()
-        try AtomicDirectory.build(dir, replacing: overwrite) { temporary in
-            var weightMap: [String: String] = [:]
-            var totalBytes = 0
-            for (shard, file) in zip(shards, fileNames) {
-                let header = SafetensorsWriter.header(shard.map { (tensors[$0].name, tensors[$0].dtype, tensors[$0].raw.shape) }, metadata: ["format": "pt"])
-                let out = try AtomicFileWriter(path: (temporary as NSString).appendingPathComponent(file), overwrite: false)
-                try header.withUnsafeBytes { try out.write($0) }
-                for i in shard {
-                    let (name, raw, dtype) = tensors[i]
-                    let count = raw.shape.reduce(1, *)
-                    var values = try dequantized(raw.type, raw.data, count: count, file: raw.file, name: name)
-                    let cols = raw.shape.count == 2 ? raw.shape[1] : 1
-                    if let heads = raw.permutedHeads {
-                        values = LlamaCppRowOrder.reorder(values, rows: raw.shape[0], cols: cols, heads: heads, toStored: false)
-                    }
-                    if let (l, p) = byName[name] {
-                        try fold(&values, delta: weights.delta(l, p, config: config)!, permutedHeads: nil, rows: raw.shape[0], cols: cols,
-                                 file: raw.file, name: name)
-                        report.merged += 1
-                    } else if dtype.ggmlType == raw.type {
-                        report.copied += 1
-                    } else {
-                        report.converted += 1
-                    }
-                    try encoded(values, as: dtype.ggmlType!).withUnsafeBytes { try out.write($0) }
-                    weightMap[name] = file
-                    totalBytes += count * dtype.size
-                }
-                try out.commit()
+        if let g = base.gguf, g.metadata["tokenizer.ggml.model"] == nil {
+            report.notes.append("\(g.path) has no tokenizer: the directory has no tokenizer files")
+        }
+        let torchDtype = HFDirectoryWriter.torchName(plan.first?.dtype ?? .f32)
+        try HFDirectoryWriter.write(dir, overwrite: overwrite, tensors: plan, maxShardBytes: maxShardBytes,
+                                    sideFiles: try sideFiles(base: base, torchDtype: torchDtype)) { i in
+            let (name, raw) = tensors[i]
+            var values = try hfValues(name, raw)
+            if let (l, p) = byName[name] {
+                let cols = raw.shape.count == 2 ? raw.shape[1] : 1
+                try fold(&values, delta: weights.delta(l, p, config: config)!, permutedHeads: nil, rows: raw.shape[0], cols: cols,
+                         file: raw.file, name: name)
+                report.merged += 1
+            } else if plan[i].dtype.ggmlType == raw.type {
+                report.copied += 1
+            } else {
+                report.converted += 1
             }
-            if shards.count > 1 {
-                let index: [String: Any] = ["metadata": ["total_size": totalBytes], "weight_map": weightMap]
-                try AtomicDirectory.writeFile((temporary as NSString).appendingPathComponent("model.safetensors.index.json"),
-                                              try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]))
-            }
-            let torchDtype = outType == .same ? (tensors.first.map { $0.dtype == .bf16 ? "bfloat16" : $0.dtype == .f16 ? "float16" : "float32" } ?? "float32")
-                : ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][outType.rawValue]!
-            if let g = base.gguf, g.metadata["tokenizer.ggml.model"] == nil {
-                report.notes.append("\(g.path) has no tokenizer: the directory has no tokenizer files")
-            }
-            for (file, data) in try sideFiles(base: base, torchDtype: torchDtype) {
-                try AtomicDirectory.writeFile((temporary as NSString).appendingPathComponent(file), data)
-            }
+            return encoded(values, as: plan[i].dtype.ggmlType!)
         }
         return report
     }
 
     /// config.json (dtype updated) and the tokenizer / generation files of the base, made from GGUF metadata
     /// when the base is a GGUF file.
-    static func sideFiles(base: ModelSource, torchDtype: String) throws -> [(String, Data)] {
+    static func sideFiles(base: ModelSource, torchDtype: String, extraConfig: [String: Any] = [:]) throws -> [(String, Data)] {
         if let g = base.gguf {
-            let config = ("config.json", try HFConfigExport.configJSON(base.config, gguf: g, torchDtype: torchDtype))
+            let config = ("config.json", try HFConfigExport.configJSON(base.config, gguf: g, torchDtype: torchDtype, extra: extraConfig))
             return g.metadata["tokenizer.ggml.model"] == nil ? [config] : [config] + (try HFTokenizerExport.files(gguf: g))
         }
         var out: [(String, Data)] = []
@@ -131,6 +108,7 @@ extension ModelMerge {
             throw FormatError(file: configPath, location: "", "expected a JSON object")
         }
         json["torch_dtype"] = torchDtype
+        for (k, v) in extraConfig { json[k] = v }
         if json["dtype"] != nil { json["dtype"] = torchDtype }
         out.append(("config.json", try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])))
         for file in hfSideFiles {
