@@ -73,8 +73,11 @@ public enum ModelLoader {
         return try Tokenizer(tokenizerJSON: path)
     }
 
+    /// `beforeWeights` sees the model's configuration after the headers and tokenizer are read, before the
+    /// weights are (the memory preflight).
     public static func load(_ path: String?, precision: WeightPrecision = .fp32, compute: ComputePrecision = .fp32,
-                            maxPositions: Int? = nil, placement: Placement = .replicated, comm: Communicator? = nil) throws -> LoadedModel {
+                            maxPositions: Int? = nil, placement: Placement = .replicated, comm: Communicator? = nil,
+                            beforeWeights: (LlamaConfig) throws -> Void = { _ in }) throws -> LoadedModel {
         let p = path ?? DefaultModel.path
         if path == nil && !FileManager.default.fileExists(atPath: p) {
             throw CommandError("the default model is not at \(p); run launch/setup.sh (or pass --model FILE)")
@@ -84,6 +87,7 @@ public enum ModelLoader {
         guard tokenizer.vocabularySize <= source.config.vocabSize else {
             throw FormatError(file: p, location: "", "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(source.config.vocabSize)")
         }
+        try beforeWeights(source.config)
         return LoadedModel(model: try LlamaModel(source: source, precision: precision, compute: compute, maxPositions: maxPositions,
                                                  placement: placement, comm: comm),
                            tokenizer: tokenizer, path: p)

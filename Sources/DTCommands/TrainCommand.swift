@@ -112,8 +112,13 @@ public enum TrainingRun {
         let comm = runtime.comm
         let residentBefore = MemoryStats.residentBytes()
         let compute = try config.computePrecision()
+        let placement = config.basePlacement(ranks: comm.size)
         let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: compute, maxPositions: config.maxLength,
-                                          placement: config.basePlacement(ranks: comm.size), comm: comm)
+                                          placement: placement, comm: comm) { modelConfig in
+            let base = MemoryPreflight.baseEstimate(modelConfig, precision: config.weightPrecision, compute: compute, ranks: comm.size,
+                                                    sharded: placement == .sharded)
+            try MemoryPreflight.check([("frozen base", base)], stage: "loading the base", config: config, runtime: runtime)
+        }
         let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
                                          source: loaded.path)
@@ -140,6 +145,11 @@ public enum TrainingRun {
         let longest = max(train.longest, valid?.longest ?? 0), V = adapter.virtualTokens
         try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
                                                                    : "the longest example (\(longest) tokens; lower max_length)")
+        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: V)
+        try MemoryPreflight.check([("activations, gradients and scratch",
+                                    ForwardWorkspace.estimatedBytes(model: loaded.model, batch: shape.batch, length: shape.length,
+                                                                    mode: .training(recompute: config.recompute)))],
+                                  stage: "the training workspace (\(shape.batch) × \(shape.length) tokens)", config: config, runtime: runtime)
         let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
                               adapter: adapter)
         if comm.isRoot {
@@ -150,7 +160,7 @@ public enum TrainingRun {
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == "prompt" ? "\(config.numVirtualTokens) virtual tokens"
                 : "LoRA r=\(config.loraRank) on \(config.loraTargets.joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))")
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
         }

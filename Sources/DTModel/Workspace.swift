@@ -188,6 +188,23 @@ public final class ForwardWorkspace {
         return placement
     }
 
+    /// Bytes a workspace of (batch, length) in `mode` allocates — the same buffers as `init`, counted in Double so
+    /// a hostile shape cannot overflow — for the memory preflight before it is made.
+    public static func estimatedBytes(model: LlamaModel, batch: Int, length: Int, mode: Mode, withLogits: Bool = true) -> Double {
+        let c = model.config
+        let (B, T) = (Double(batch), Double(length))
+        let n = B * T, C = Double(c.hiddenSize), I = Double(c.intermediateSize), V = Double(c.vocabSize)
+        let HD = Double(c.heads * c.headDim), KD = Double(c.kvHeads * c.headDim), L = Double(c.layers)
+        let training = mode != .inference, keepAll = mode == .training(recompute: false)
+        let layer = n * (4 * C + 2 * HD + 2 * KD + 3 * I + 2) + B * Double(c.heads) * T * T
+        var floats = (keepAll ? L : 1) * layer + (training ? L * n * C : 0) + n * (2 * C + 2)
+        floats += withLogits ? n * (V + C) : 0
+        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T }
+        let scratch = model.productScratchElements(rows: batch * length)
+        let scratchBytes = Double(scratch.weights) * (model.compute == .bf16 ? 6 : 4) + Double(scratch.input) * 2
+        return 4 * floats + 16 * n + scratchBytes
+    }
+
     /// Bytes of activation and gradient buffers (for memory accounting).
     public var activationBytes: Int {
         activations.reduce(0) { $0 + $1.bytes } + layerInputs.reduce(0) { $0 + $1.count * 4 }

@@ -1,6 +1,6 @@
 // Runs that must not silently go wrong: a non-finite loss or gradient norm stops the run (or, with
-// nan_policy: skip, skips the step) before anything is written, and a new run does not replace another run's
-// checkpoints and final adapter unless told to.
+// nan_policy: skip, skips the step) before anything is written; a new run does not replace another run's
+// checkpoints and final adapter unless told to; a run that cannot fit in memory is refused before it allocates.
 import DTFormats
 import Foundation
 import TestSupport
@@ -115,5 +115,29 @@ final class RunSafetyTests: XCTestCase {
         XCTAssertEqual(entries(out).filter { $0.hasPrefix("checkpoint-") }, ["checkpoint-000002"])
         let metrics = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(metrics.count, 2, "only the new run's steps")
+    }
+
+    /// Invariant: a workspace that cannot fit (1024 × 4096-token rows: ~280 GB of attention probabilities) is
+    /// refused before it is allocated, with the estimate and the keys that reduce it, and nothing is written.
+    func testRunThatCannotFitIsRefusedWithTheEstimate() throws {
+        let dir = TinyModel.writeWithTokenizer(seed: 3)
+        let config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        try config.replacingOccurrences(of: "\"max_position_embeddings\": 64", with: "\"max_position_embeddings\": 8192")
+            .write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        try String(repeating: "the sun and the rain ", count: 400).write(toFile: dir + "/long.txt", atomically: true, encoding: .utf8)
+        let out = temporaryDirectory()
+        let r = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "4096",
+                                       "--micro-batch-size", "1024", "--batch-size", "1024", "--threads", "1", "--compute", "fp32"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertFalse(r.signalled)
+        for f in ["memory: the training workspace (1024 × 4096 tokens) needs about", "GiB per rank", "is available", "micro_batch_size (now 1024)",
+                  "recompute: true", "method: qlora", "placement: sharded"] {
+            XCTAssertTrue(r.stderr.contains(f), "lacks \(f): \(r.stderr)")
+        }
+        XCTAssertEqual(entries(out), [], "a refused run writes nothing")
+        let small = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "256",
+                                           "--max-steps", "1", "--batch-size", "2", "--micro-batch-size", "2", "--threads", "1", "--compute", "fp32"])
+        XCTAssertEqual(small.status, 0, small.stderr)
+        XCTAssertTrue(small.stderr.contains("; available "), small.stderr)
     }
 }
