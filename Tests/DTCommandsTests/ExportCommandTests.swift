@@ -98,6 +98,12 @@ final class ExportCommandTests: XCTestCase {
             try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any])?["mean_nll"] as? Double, s)
         }
         XCTAssertEqual(try nll(a.stdout), try nll(b.stdout), accuracy: 1e-6, "eval through the GGUF adapter and through the init-adapter run's final adapter")
+        // merge --adapter FILE.gguf: the merged model means base + adapter.
+        let merged = dir + "/merged.gguf"
+        let m = try DTrainProcess.run(["merge", "--adapter", gguf, "--format", "gguf", "--outtype", "f32", "-o", merged])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        let c = try DTrainProcess.run(evalArgs + ["--model", merged])
+        XCTAssertEqual(try nll(c.stdout), try nll(a.stdout), accuracy: 1e-4, "merged from the GGUF adapter vs base + GGUF adapter")
     }
 
     /// Invariant: `export --format ollama` writes a Modelfile whose FROM is the base GGUF, whose ADAPTER is a
