@@ -124,7 +124,7 @@ public enum Checkpoint {
             || name.hasPrefix("events.out.tfevents.") || name.hasPrefix(".tmp-checkpoint-") || name.hasPrefix(".tmp-final-") {
             let path = (output as NSString).appendingPathComponent(name)
             do { try FileManager.default.removeItem(atPath: path) } catch {
-                throw WriteError(path: path, reason: "cannot remove the previous run's file (\(error.localizedDescription))")
+                throw WriteError(path: path, "cannot remove the previous run's file (\(error.localizedDescription))")
             }
         }
     }
