@@ -14,6 +14,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dtrain", targets: ["dtrain"]),
+        // libFuzzer targets (scripts/fuzz.sh builds this with -sanitize=fuzzer,address -Xswiftc -DDTRAIN_FUZZ);
+        // an ordinary build makes a corpus replayer of it.
+        .executable(name: "dtrain-fuzz", targets: ["dtrain-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,6 +46,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: release),
         .executableTarget(name: "dtrain", dependencies: ["DTCommands", "DTKernels"], swiftSettings: release),
+        .target(name: "DTFuzz", dependencies: ["DTCommands", "DTFormats", "DTModel", "DTTokenizer", "DTTraining"], swiftSettings: release),
+        .executableTarget(name: "dtrain-fuzz", dependencies: ["DTFuzz"], swiftSettings: release),
         .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel"], path: "Tests/TestSupport"),
         .testTarget(name: "DTFormatsTests", dependencies: ["DTFormats", "TestSupport"],
                     resources: [.copy("Fixtures")]),
@@ -54,7 +59,7 @@ let package = Package(
         .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Fixtures/hostile is read in place by HostileInputTests (dtrain runs there), not bundled.
-        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "TestSupport"],
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "DTFuzz", "TestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -132,7 +132,7 @@ struct Hasher64 {
 /// A probe directory (probe_config.json + probe_head.safetensors), every field checked: labels are distinct
 /// strings (at least 2 for classification), the layer is -1 or within the model, the head's shape matches the
 /// labels and the model's hidden size, its values are finite.
-struct ProbeDirectory {
+public struct ProbeDirectory {
     let configPath: String
     let labels: [String]
     let regression: Bool
@@ -141,7 +141,7 @@ struct ProbeDirectory {
     let baseModel: String?
     let headPath: String
 
-    init(_ dir: String) throws {
+    public init(_ dir: String) throws {
         configPath = (dir as NSString).appendingPathComponent("probe_config.json")
         headPath = (dir as NSString).appendingPathComponent("probe_head.safetensors")
         let json = try JSONFields.read(configPath, expected: "a dtrain probe directory")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (product dtrain-fuzz, Sources/DTFuzz) with AddressSanitizer and runs each for a
+# time budget, starting from the committed seeds in Tests/Fuzz/corpus/<target>/.
+#   bash scripts/fuzz.sh [SECONDS_PER_TARGET (default 30)] [TARGET…]      # .ci/run: bash scripts/fuzz.sh 20
+#   bash scripts/fuzz.sh 600 gguf                                           # a long run of one target
+# Inputs that found new coverage accumulate in .build-fuzz/corpus/<target>/ (not committed; kept between runs).
+# A crash, sanitizer report, leak, timeout (> 10 s on one input) or OOM (> 2 GB) stops that target: the input is
+# saved as .build-fuzz/artifacts/<target>/crash-… (or leak-/timeout-/oom-), its report is printed, and the script
+# ends with status 1 after running the remaining targets. Reproduce without libFuzzer with the ordinary build:
+#   .build/release/dtrain-fuzz TARGET .build-fuzz/artifacts/TARGET/crash-…
+# Expect the first build to take ~4 minutes on 2 cores (the whole package with coverage and ASan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUDGET="${1:-30}"
+shift || true
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else mapfile -t TARGETS < <(ls Tests/Fuzz/corpus); fi
+swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -DDTRAIN_FUZZ --build-path .build-fuzz --product dtrain-fuzz
+BIN=.build-fuzz/release/dtrain-fuzz
+failed=()
+for t in "${TARGETS[@]}"; do
+  mkdir -p ".build-fuzz/corpus/$t" ".build-fuzz/artifacts/$t"
+  log=".build-fuzz/artifacts/$t/last.log"
+  echo "fuzz: $t for ${BUDGET}s"
+  status=0
+  DTRAIN_FUZZ_TARGET="$t" "$BIN" -max_total_time="$BUDGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix=".build-fuzz/artifacts/$t/" ".build-fuzz/corpus/$t" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || status=$?
+  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$log" | tr '\n' ' ' | sed "s/^/fuzz: $t: /"; echo
+  if [ "$status" -ne 0 ]; then
+    echo "fuzz: $t FAILED (status $status); report:" >&2
+    grep -A40 -E "ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error|SUMMARY" "$log" | head -80 >&2 || tail -40 "$log" >&2
+    failed+=("$t")
+  fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then echo "fuzz: failures in ${failed[*]} (inputs in .build-fuzz/artifacts/)" >&2; exit 1; fi
+echo "fuzz: ${#TARGETS[@]} targets, ${BUDGET}s each, no crash"
