@@ -4,7 +4,9 @@
 // Query t sits at absolute position start + t and sees keys 0…start + t whose mask is 1 — from its segment's
 // start on when rows are packed (segmentStarts (B, Tq), no KV cache).
 // The tiles' products run in CKernels' register-blocked AVX-512 kernel (keys and values transposed once per
-// head into a scratch) where the CPU has AVX-512F, else through OpenBLAS.
+// head into a scratch) where the CPU has AVX-512F, else through OpenBLAS. With `compute: bf16` on a CPU with
+// AVX512-BF16 they run in its bf16 twin (vdpbf16ps): inputs rounded to bf16, fp32 accumulation and output, keys
+// and values packed into bf16 pairs once per head, A rounded per product; softmax, masking and scaling stay fp32.
 import CKernels
 import Foundation
 
@@ -38,68 +40,163 @@ public enum Attention {
         }
     }
 
-    /// C (m, n) = alpha · A (m, k) · Bᵀ, B (n, k) row-major with ldb, given also as `bt` = Bᵀ (k, ldbt) packed
-    /// for the kernel (nil on the OpenBLAS path).
+    /// The same product with A and B rounded to bf16 (fp32 products, sums and C): B given as bf16 pairs
+    /// (`packPairs`), `scratch` of at least `bf16ScratchWords(m:k:)` words for A's rounded copy. Needs
+    /// `CPUFeatures.avx512BF16`.
     @inline(__always)
-    static func productTransposed(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                                  b: UnsafePointer<Float>, ldb: Int, bt: UnsafePointer<Float>?, ldbt: Int,
-                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
-        if let bt {
-            dt_small_gemm(m, n, k, alpha, a, lda, 1, bt, ldbt, 0, c, ldc)
+    public static func productBF16(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, aRow: Int, aCol: Int,
+                                   bPairs: UnsafePointer<UInt32>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                   scratch: UnsafeMutablePointer<UInt32>) {
+        dt_small_gemm_bf16(m, n, k, alpha, a, aRow, aCol, bPairs, ldb, accumulate ? 1 : 0, c, ldc, scratch)
+    }
+
+    /// Words of scratch `productBF16` needs for an (m, k) A: its rows rounded to bf16 pairs.
+    public static func bf16ScratchWords(m: Int, k: Int) -> Int { m * ((k + 1) / 2) }
+
+    /// B (k, n) row-major (or, `transposed`, given as Bᵀ (n, k) row-major) rounded to bf16 pairs: ⌈k/2⌉ rows of
+    /// n words with leading dimension `ldPairs`, word (q, j) = bf16(B[2q][j]) | bf16(B[2q+1][j]) << 16.
+    public static func packPairs(_ b: UnsafePointer<Float>, ld: Int, k: Int, n: Int, transposed: Bool = false,
+                                 into pairs: UnsafeMutablePointer<UInt32>, ldPairs: Int) {
+        if transposed {
+            dt_bf16_pack_pairs_transposed(b, ld, n, k, pairs, ldPairs)
         } else {
-            BLAS.gemm(.noTrans, .trans, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+            dt_bf16_pack_pairs(b, ld, k, n, pairs, ldPairs)
         }
     }
 
-    /// Runs body with a (D, keys) scratch holding Bᵀ for B (keys, D) with leading dimension ld, or nil when
-    /// the OpenBLAS path runs.
+    /// The right-hand operand B (k, n) of a tile product as its kernel reads it.
+    enum Operand {
+        case rows(UnsafePointer<Float>, ld: Int)         // B row-major: the fp32 kernel or OpenBLAS
+        case transposed(UnsafePointer<Float>, ld: Int)   // Bᵀ (n, k) row-major: OpenBLAS reads it transposed
+        case pairs(UnsafePointer<UInt32>, ld: Int)       // bf16 pairs (⌈k/2⌉, n): the bf16 kernel
+
+        /// B from row `row` (even for pairs) and column `column` on.
+        @inline(__always)
+        func from(row: Int = 0, column: Int = 0) -> Operand {
+            switch self {
+            case .rows(let b, let ld): .rows(b + row * ld + column, ld: ld)
+            case .transposed(let b, let ld): .transposed(b + column * ld + row, ld: ld)
+            case .pairs(let b, let ld): .pairs(b + row / 2 * ld + column, ld: ld)
+            }
+        }
+    }
+
+    /// C (m, n) = alpha · A · B (+ C), A as in `product`, on the path B is prepared for; `scratch` as for
+    /// `productBF16` (used only with pairs).
     @inline(__always)
-    static func withTransposed(_ b: UnsafePointer<Float>, ld: Int, keys: Int, headDim: Int, queries: Int,
-                               _ body: (UnsafeMutablePointer<Float>?) -> Void) {
-        // A few queries against a long KV cache (generation) would spend more on the transpose than on the scores.
-        guard usesSmallKernel, queries >= 16 else { return body(nil) }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * keys) { bt in
-            let bt = bt.baseAddress!
-            dt_transpose(b, ld, keys, headDim, bt, keys)
-            body(bt)
+    static func product(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, aRow: Int, aCol: Int, b: Operand,
+                        accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, scratch: UnsafeMutablePointer<UInt32>) {
+        switch b {
+        case .rows(let b, let ld):
+            product(m: m, n: n, k: k, alpha: alpha, a: a, aRow: aRow, aCol: aCol, b: b, ldb: ld, accumulate: accumulate, c: c, ldc: ldc)
+        case .transposed(let b, let ld):
+            BLAS.gemm(aCol == 1 ? .noTrans : .trans, .trans, m: m, n: n, k: k, alpha: alpha, a: a, lda: aCol == 1 ? aRow : aCol,
+                      b: b, ldb: ld, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        case .pairs(let b, let ld):
+            productBF16(m: m, n: n, k: k, alpha: alpha, a: a, aRow: aRow, aCol: aCol, bPairs: b, ldb: ld, accumulate: accumulate,
+                        c: c, ldc: ldc, scratch: scratch)
         }
     }
 
+    /// How one call's tile products run, decided once from the model's compute precision and the CPU; and the
+    /// per-worker scratch that holds its prepared operands (`slots` of `slotWords`) and A's bf16 copy.
+    struct Path {
+        /// Inputs rounded to bf16, fp32 accumulation: `compute: bf16`, the AVX512-BF16 kernel on this CPU (the
+        /// cached flag), and enough queries to pay for packing keys and values.
+        let bf16: Bool
+        /// fp32: Bᵀ operands transposed into the scratch for the AVX-512 kernel (else OpenBLAS reads them in place).
+        let transposes: Bool
+        let slotWords: Int, aWords: Int
+
+        /// `keys` keys of head dim D; products (m, k) up to (tile, max(D, keys)) and (keys, tile).
+        init(_ compute: ComputePrecision, queries: Int, keys: Int, headDim: Int) {
+            // A few queries against a long KV cache (generation) would spend more on the transpose than on the scores.
+            transposes = usesSmallKernel && queries >= 16
+            bf16 = transposes && compute == .bf16 && CPUFeatures.avx512BF16
+            slotWords = headDim * max(keys, tile)
+            aWords = bf16 ? max(bf16ScratchWords(m: tile, k: max(headDim, keys)), bf16ScratchWords(m: keys, k: tile)) : 0
+        }
+
+        /// Runs body with this worker's scratch: `slots` operand slots, then A's bf16 copy.
+        @inline(__always)
+        func withScratch(slots: Int, _ body: (UnsafeMutablePointer<UInt32>) -> Void) {
+            let words = (transposes ? slots * slotWords : 0) + aWords
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: max(words, 1)) { body($0.baseAddress!) }
+        }
+
+        @inline(__always) func slot(_ i: Int, _ scratch: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<UInt32> {
+            scratch + i * slotWords
+        }
+        @inline(__always) func aScratch(slots: Int, _ scratch: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<UInt32> {
+            scratch + (transposes ? slots * slotWords : 0)
+        }
+
+        /// B (rows, cols) with leading dimension ld as the operand of this path (bf16: packed into `slot`).
+        @inline(__always)
+        func direct(_ b: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int, slot: UnsafeMutablePointer<UInt32>) -> Operand {
+            guard bf16 else { return .rows(b, ld: ld) }
+            dt_bf16_pack_pairs(b, ld, rows, cols, slot, cols)
+            return .pairs(slot, ld: cols)
+        }
+
+        /// Bᵀ (cols, rows) of B (rows, cols) with leading dimension ld as the operand of this path: packed (bf16),
+        /// transposed into `slot` (fp32 kernel) or read in place by OpenBLAS.
+        @inline(__always)
+        func transposed(_ b: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int, slot: UnsafeMutablePointer<UInt32>) -> Operand {
+            if bf16 {
+                dt_bf16_pack_pairs_transposed(b, ld, rows, cols, slot, rows)
+                return .pairs(slot, ld: rows)
+            }
+            guard transposes else { return .transposed(b, ld: ld) }
+            let bt = UnsafeMutableRawPointer(slot).bindMemory(to: Float.self, capacity: rows * cols)
+            dt_transpose(b, ld, rows, cols, bt, rows)
+            return .rows(bt, ld: rows)
+        }
+
+        /// The first key of a tile's products: bf16 pairs of keys start at even indices (the key before a segment's
+        /// first has probability 0, so starting one early adds exact zeros).
+        @inline(__always) func pairAligned(_ key: Int) -> Int { bf16 ? key & ~1 : key }
+    }
+
+    /// `compute` is the model's precision: bf16 rounds the tiles' product inputs to bf16 (fp32 accumulation,
+    /// output, softmax, masking and scale) where the CPU has AVX512-BF16; fp32 is the exact reference.
     public static func forward(_ s: AttentionShape, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                               keyMask: UnsafePointer<Float>?, segmentStarts: UnsafePointer<Int32>? = nil,
+                               keyMask: UnsafePointer<Float>?, segmentStarts: UnsafePointer<Int32>? = nil, compute: ComputePrecision,
                                probabilities: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(segmentStarts == nil || s.start == 0, "packed rows are not continued from a KV cache")
         let (Tq, Tk, H, D) = (s.queryLength, s.keyLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = 1 / Float(D).squareRoot()
+        let path = Path(compute, queries: Tq, keys: Tk, headDim: D)
         Parallel.withSingleThreadedBLAS(s.batch * H) { _, pairs in
-            for pair in pairs {
-                let b = pair / H, h = pair % H
-                let kvh = h / group
-                let qb = q + b * Tq * qStride + h * D
-                let kb = k + b * Tk * kvStride + kvh * D
-                let vb = v + b * Tk * kvStride + kvh * D
-                let ob = out + b * Tq * qStride + h * D
-                let p = probabilities + (b * H + h) * Tq * Tk
-                let mask = keyMask.map { $0 + b * Tk }
-                let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
-                let segments = segmentStarts.map { $0 + b * Tq }
-                withTransposed(kb, ld: kvStride, keys: Tk, headDim: D, queries: Tq) { kt in
+            path.withScratch(slots: 2) { scratch in
+                let aScratch = path.aScratch(slots: 2, scratch)
+                for pair in pairs {
+                    let b = pair / H, h = pair % H
+                    let kvh = h / group
+                    let qb = q + b * Tq * qStride + h * D
+                    let ob = out + b * Tq * qStride + h * D
+                    let p = probabilities + (b * H + h) * Tq * Tk
+                    let mask = keyMask.map { $0 + b * Tk }
+                    let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
+                    let segments = segmentStarts.map { $0 + b * Tq }
+                    let kb = k + b * Tk * kvStride + kvh * D, vb = v + b * Tk * kvStride + kvh * D
+                    let keysT = path.transposed(kb, ld: kvStride, rows: Tk, cols: D, slot: path.slot(0, scratch))   // Kᵀ (D, Tk)
+                    let values = path.direct(vb, ld: kvStride, rows: Tk, cols: D, slot: path.slot(1, scratch))      // V (Tk, D)
                     for t0 in stride(from: 0, to: Tq, by: tile) {
-                        let rows = min(tile, Tq - t0), keys = s.start + t0 + rows   // keys visible to the tile's last row
-                        let first = segments.map { Int($0[t0]) } ?? 0                 // and to its first row (packed)
+                        let rows = min(tile, Tq - t0), keys = s.start + t0 + rows                   // keys visible to the tile's last row
+                        let first = path.pairAligned(segments.map { Int($0[t0]) } ?? 0)          // and to its first row (packed)
                         let pt = p + t0 * Tk
                         // scores (rows, keys) = scale · Q_tile (rows, D) · K[first..<keys]ᵀ (D, keys)
-                        productTransposed(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, lda: qStride,
-                                          b: kb + first * kvStride, ldb: kvStride, bt: kt.map { UnsafePointer($0 + first) }, ldbt: Tk,
-                                          c: pt + first, ldc: Tk)
+                        product(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
+                                b: keysT.from(column: first), accumulate: false, c: pt + first, ldc: Tk, scratch: aScratch)
                         for t in 0..<rows {
                             softmaxRow(pt + t * Tk, from: segments.map { Int($0[t0 + t]) } ?? 0, visible: s.start + t0 + t + 1,
                                        length: Tk, mask: masked ? mask : nil)
                         }
                         // out_tile (rows, D) = P_tile (rows, keys) · V[first..<keys] (keys, D)
-                        product(m: rows, n: D, k: keys - first, a: pt + first, aRow: Tk, aCol: 1, b: vb + first * kvStride, ldb: kvStride,
-                                accumulate: false, c: ob + t0 * qStride, ldc: qStride)
+                        product(m: rows, n: D, k: keys - first, a: pt + first, aRow: Tk, aCol: 1, b: values.from(row: first),
+                                accumulate: false, c: ob + t0 * qStride, ldc: qStride, scratch: aScratch)
                     }
                 }
             }
@@ -123,9 +220,11 @@ public enum Attention {
 
     /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (workers × T × T).
     /// Only the no-cache case (Tq == Tk) is needed for training. Work is split over (batch, kv head) so the
-    /// query heads that share a kv head accumulate into dk/dv on the same worker. Tiled like the forward.
+    /// query heads that share a kv head accumulate into dk/dv on the same worker. Tiled like the forward, with
+    /// the products in `compute` as there.
     public static func backward(_ s: AttentionShape, dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                                v: UnsafePointer<Float>, segmentStarts: UnsafePointer<Int32>? = nil, probabilities: UnsafePointer<Float>,
+                                v: UnsafePointer<Float>, segmentStarts: UnsafePointer<Int32>? = nil, compute: ComputePrecision,
+                                probabilities: UnsafePointer<Float>,
                                 dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                                 scratch: UnsafeMutablePointer<Float>) {
         precondition(s.start == 0)
@@ -133,29 +232,34 @@ public enum Attention {
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = 1 / Float(D).squareRoot()
         let K = s.kvHeads
+        let path = Path(compute, queries: T, keys: T, headDim: D)
         Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in
-            let scratch = scratch + worker * T * T
-            for pair in pairs {
-                let b = pair / K, kvh = pair % K
-                let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
-                let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
-                withTransposed(vb, ld: kvStride, keys: T, headDim: D, queries: T) { vt in
+            let scores = scratch + worker * T * T
+            path.withScratch(slots: 4) { operands in
+                let aScratch = path.aScratch(slots: 4, operands)
+                for pair in pairs {
+                    let b = pair / K, kvh = pair % K
+                    let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
+                    let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
+                    let valuesT = path.transposed(vb, ld: kvStride, rows: T, cols: D, slot: path.slot(0, operands))   // Vᵀ (D, T)
+                    let keys = path.direct(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(1, operands))          // K (T, D)
                     let segments = segmentStarts.map { $0 + b * T }
                     for h in (kvh * group)..<((kvh + 1) * group) {
                         let p = probabilities + (b * H + h) * T * T
                         let dob = dout + b * T * qStride + h * D
                         let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
                         for t0 in stride(from: 0, to: T, by: tile) {
-                            // keys first..<keys: visible to the tile's first row (its segment, when packed) up to its last
-                            let rows = min(tile, T - t0), keys = t0 + rows, first = segments.map { Int($0[t0]) } ?? 0
-                            let n = keys - first
-                            let pt = p + t0 * T + first, dst = scratch + t0 * T + first, dot = dob + t0 * qStride
-                            // dV[first..<keys] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
-                            product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dot, ldb: qStride, accumulate: true,
-                                    c: dvb + first * kvStride, ldc: kvStride)
-                            // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<keys]ᵀ
-                            productTransposed(m: rows, n: n, k: D, a: dot, lda: qStride, b: vb + first * kvStride, ldb: kvStride,
-                                              bt: vt.map { UnsafePointer($0 + first) }, ldbt: T, c: dst, ldc: T)
+                            // keys first..<end: visible to the tile's first row (its segment, when packed) up to its last
+                            let rows = min(tile, T - t0), end = t0 + rows, first = path.pairAligned(segments.map { Int($0[t0]) } ?? 0)
+                            let n = end - first
+                            let pt = p + t0 * T + first, dst = scores + t0 * T + first, dot = dob + t0 * qStride
+                            let dO = path.direct(dot, ld: qStride, rows: rows, cols: D, slot: path.slot(2, operands))     // dO_tile (rows, D)
+                            // dV[first..<end] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
+                            product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dO, accumulate: true,
+                                    c: dvb + first * kvStride, ldc: kvStride, scratch: aScratch)
+                            // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<end]ᵀ
+                            product(m: rows, n: n, k: D, a: dot, aRow: qStride, aCol: 1, b: valuesT.from(column: first),
+                                    accumulate: false, c: dst, ldc: T, scratch: aScratch)
                             // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside from..<visible)
                             for t in 0..<rows {
                                 let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
@@ -163,11 +267,12 @@ public enum Attention {
                                 for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
                                 (dr + visible).update(repeating: 0, count: n - visible)
                             }
-                            // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<keys];  dK[first..<keys] += dS_tileᵀ · Q_tile
-                            product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: kb + first * kvStride, ldb: kvStride, accumulate: true,
-                                    c: dqb + t0 * qStride, ldc: qStride)
-                            product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qb + t0 * qStride, ldb: qStride, accumulate: true,
-                                    c: dkb + first * kvStride, ldc: kvStride)
+                            // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<end];  dK[first..<end] += dS_tileᵀ · Q_tile
+                            product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: keys.from(row: first), accumulate: true,
+                                    c: dqb + t0 * qStride, ldc: qStride, scratch: aScratch)
+                            let qTile = path.direct(qb + t0 * qStride, ld: qStride, rows: rows, cols: D, slot: path.slot(3, operands))
+                            product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qTile, accumulate: true,
+                                    c: dkb + first * kvStride, ldc: kvStride, scratch: aScratch)
                         }
                     }
                 }

@@ -98,7 +98,8 @@ extension LlamaModel {
                                    heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
         Profile.measure("backward attention") {
             Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
-                               segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, probabilities: a.probabilities.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer,
+                               segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
+                               probabilities: a.probabilities.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer,
                                scratch: g.scores.pointer)
         }
         Profile.measure("backward rope") {

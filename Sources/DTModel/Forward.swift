@@ -47,7 +47,7 @@ extension LlamaModel {
                               k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
                               v: cache.map { UnsafePointer($0.values[l].pointer) } ?? UnsafePointer(a.v.pointer),
                               keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
-                              segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) },
+                              segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
                               probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
         }
         project(l, .o, a.attention.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)

@@ -88,14 +88,14 @@ final class GradientCheckTests: XCTestCase {
         let mask = [Float](repeating: 1, count: 10)
         func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
             var p = [Float](repeating: 0, count: 2 * 4 * 25), out = [Float](repeating: 0, count: qn)
-            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return dot(out, r)
         }
         var p = [Float](repeating: 0, count: 2 * 4 * 25), out = [Float](repeating: 0, count: qn)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
         var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
         var scratch = [Float](repeating: 0, count: 25)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
         XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
@@ -107,7 +107,7 @@ final class GradientCheckTests: XCTestCase {
         var rng = Rand(s: 5)
         let q = rng.array(8), k = rng.array(8), v = rng.array(8)
         var p = [Float](repeating: 0, count: 16), out = [Float](repeating: 0, count: 8)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: [1, 0, 1, 1], probabilities: &p, out: &out)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: [1, 0, 1, 1], compute: .fp32, probabilities: &p, out: &out)
         for t in 0..<4 {
             XCTAssertEqual(p[t * 4 + 1], 0, "padded key 1 must get no weight")
             for j in (t + 1)..<4 { XCTAssertEqual(p[t * 4 + j], 0, "query \(t) must not see key \(j)") }

@@ -95,7 +95,7 @@ final class TiledKernelTests: XCTestCase {
             var mask = [Float](repeating: 1, count: batch * tk)
             if batch == 2 { for j in 0..<20 { mask[tk + j] = 0 }; mask[3] = 0 }   // left padding in sample 1, one hole in sample 0
             var p = [Float](repeating: .nan, count: batch * 4 * tq * tk), out = [Float](repeating: 0, count: q.count)
-            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             let reference = naiveAttention(s, q: q, k: k, v: v, mask: mask)
             XCTAssertLessThan(zip(out, reference).map { abs($0 - $1) }.max()!, 1e-5, "B=\(batch) Tq=\(tq) Tk=\(tk)")
             XCTAssertFalse(p.contains { $0.isNaN }, "every probability entry, masked ones included, must be written")
@@ -121,14 +121,14 @@ final class TiledKernelTests: XCTestCase {
         let mask = [Float](repeating: 1, count: T)
         func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
             var p = [Float](repeating: 0, count: 2 * T * T), out = [Float](repeating: 0, count: q.count)
-            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return out.indices.reduce(0.0) { $0 + Double(out[$1]) * Double(r[$1]) }
         }
         var p = [Float](repeating: 0, count: 2 * T * T), out = [Float](repeating: 0, count: q.count)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, probabilities: &p, out: &out)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
         var scratch = [Float](repeating: 0, count: 2 * T * T)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
         func check(_ x: [Float], _ analytic: [Float], _ name: String, _ eval: ([Float]) -> Double) {
             for i in stride(from: 1, to: x.count, by: 7) {
                 var plus = x, minus = x

@@ -72,7 +72,7 @@ final class PackingTests: XCTestCase {
         let q = (0..<32).map { _ in rng.normal() }, k = (0..<32).map { _ in rng.normal() }, v = (0..<32).map { _ in rng.normal() }
         let starts: [Int32] = [0, 0, 0, 3, 3, 3, 3, 7], mask = [Float](repeating: 1, count: 8)
         var p = [Float](repeating: .nan, count: 64), out = [Float](repeating: 0, count: 32)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: starts, probabilities: &p, out: &out)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: starts, compute: .fp32, probabilities: &p, out: &out)
         for t in 0..<8 {
             for j in 0..<8 {
                 let inside = j >= Int(starts[t]) && j <= t
