@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 BUDGET="${1:-30}"
 shift || true
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else mapfile -t TARGETS < <(ls Tests/Fuzz/corpus); fi
-swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -DDTRAIN_FUZZ --build-path .build-fuzz --product dtrain-fuzz
+swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -DDTRAIN_FUZZ \
+  -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table --build-path .build-fuzz --product dtrain-fuzz
 BIN=.build-fuzz/release/dtrain-fuzz
 failed=()
 for t in "${TARGETS[@]}"; do
@@ -22,7 +23,7 @@ for t in "${TARGETS[@]}"; do
   log=".build-fuzz/artifacts/$t/last.log"
   echo "fuzz: $t for ${BUDGET}s"
   status=0
-  DTRAIN_FUZZ_TARGET="$t" "$BIN" -max_total_time="$BUDGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  LSAN_OPTIONS="suppressions=$PWD/scripts/fuzz-lsan.supp:print_suppressions=0" DTRAIN_FUZZ_TARGET="$t" "$BIN" -max_total_time="$BUDGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix=".build-fuzz/artifacts/$t/" ".build-fuzz/corpus/$t" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || status=$?
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$log" | tr '\n' ' ' | sed "s/^/fuzz: $t: /"; echo
   if [ "$status" -ne 0 ]; then
