@@ -25,7 +25,7 @@ public struct CommandError: Error, CustomStringConvertible {
 
 /// Standard error output; only rank 0 prints progress.
 public enum Console {
-    public static func error(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+    public static func error(_ s: String) { StopSignals.standardError(s + "\n") }
     public static func out(_ s: String, terminator: String = "\n") {
         FileHandle.standardOutput.write((s + terminator).data(using: .utf8)!)
     }
@@ -44,8 +44,14 @@ public final class Runtime {
     }
 
     /// Runs `body`, turning any error into a clean stop of every rank with the message.
+    /// A run stopped by a signal (its checkpoint written) ends every rank with StopSignals.exitStatus, after a
+    /// barrier so no rank exits while rank 0 still writes.
     public func run(_ body: () throws -> Void) {
-        do { try body() } catch {
+        do { try body() } catch let stopped as StoppedBySignal {
+            log("dtrain: \(stopped)")
+            comm.barrier()
+            exit(StopSignals.exitStatus)
+        } catch {
             if comm.size == 1 {
                 Console.error("error: \(error)")
                 exit(1)

@@ -64,6 +64,8 @@ struct Train: ParsableCommand {
     @Option(help: "Probe: early-stopping patience in epochs (0: off).") var earlyStoppingPatience: Int?
     @Option(help: "A non-finite loss or gradient norm: stop (default; nothing is written) or skip (the step).") var nanPolicy: String?
     @Option(help: "Replace another run's checkpoints and final/ in --output (true/false; else that directory is refused).") var overwrite: Bool?
+    @Option(help: "On > 1 rank: abort, naming the stalled rank, when no step completes within this many median step times (0: off).") var watchdogFactor: Double?
+    @Option(help: "The watchdog's limit in seconds is at least this.") var watchdogMinSeconds: Double?
 
     func flags() -> [(String, String)] {
         let all: [(String, Any?)] = [
@@ -79,6 +81,7 @@ struct Train: ParsableCommand {
             ("probe_layer", probeLayer), ("probe_pooling", probePooling), ("probe_bias", probeBias), ("probe_epochs", probeEpochs),
             ("probe_batch_size", probeBatchSize), ("probe_learning_rate", probeLearningRate), ("class_weights", classWeights),
             ("early_stopping_patience", earlyStoppingPatience), ("nan_policy", nanPolicy), ("overwrite", overwrite),
+            ("watchdog_factor", watchdogFactor), ("watchdog_min_seconds", watchdogMinSeconds),
         ]
         return all.compactMap { key, value in value.map { (key, "\($0)") } }
     }
@@ -103,6 +106,10 @@ struct Train: ParsableCommand {
 public enum TrainingRun {
     /// Loads everything, trains, writes the final adapter. Used by `dtrain train` and the tests.
     public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
+        // From here on SIGTERM/SIGUSR1 stop the run gracefully (after the first step if one arrives while loading;
+        // ignored once the last step is done, so the final adapter is always complete).
+        StopSignals.install()
+        defer { StopSignals.uninstall() }
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
         if config.packing && !["lora", "qlora"].contains(config.method) {
@@ -184,6 +191,7 @@ public enum TrainingRun {
                                log.step, log.totalSteps, log.loss, log.learningRate, log.gradNorm, log.tokensPerSecond,
                                log.validLoss.map { String(format: "valid loss %.4f | ", $0) } ?? "", formatDuration(eta) as NSString))
         }
+        trainer.watchdog = Watchdog(comm: comm, output: config.output, factor: config.watchdogFactor, minimumSeconds: config.watchdogMinSeconds)
         let finalValid = try trainer.run()
         if let skipped = trainer.state.skippedSteps, skipped > 0 {
             runtime.log("\(skipped) of \(trainer.totalSteps) steps were skipped (non-finite loss or gradient norm, nan_policy: skip)")
@@ -198,6 +206,7 @@ public enum TrainingRun {
             }
         }
         try reportPeakMemory(runtime)
+        if comm.isRoot { rmdir((config.output as NSString).appendingPathComponent(".heartbeat")) }   // empty once every rank is done
     }
 }
 

@@ -61,7 +61,7 @@ public final class WorldOfOne: Communicator {
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func barrier() {}
     public func abort(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+        StopSignals.standardError(message + "\n")
         exit(code)
     }
 }

@@ -74,7 +74,7 @@ public final class MPICommunicator: Communicator {
     public func barrier() { MPI_Barrier(comm) }
 
     public func abort(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+        StopSignals.standardError(message + "\n")
         MPI_Abort(comm, code)
         exit(code)
     }

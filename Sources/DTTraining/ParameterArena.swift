@@ -12,8 +12,8 @@ public final class ParameterArena {
 
     public let entries: [Entry]
     public let count: Int
-    /// Parameters, gradients and Adam moments, each (count); `fused` = gradients + 2 trailing scalars
-    /// (loss sum, target-token count) so one all-reduce carries everything.
+    /// Parameters, gradients and Adam moments, each (count); `fused` = gradients + 3 trailing scalars
+    /// (loss sum, target-token count, ranks that received a stop signal) so one all-reduce carries everything.
     public let values: FloatBuffer
     public let fused: FloatBuffer
     public let firstMoment: FloatBuffer
@@ -30,7 +30,7 @@ public final class ParameterArena {
         self.entries = entries
         count = offset
         values = FloatBuffer(count: offset)
-        fused = FloatBuffer(count: offset + 2)
+        fused = FloatBuffer(count: offset + 3)
         firstMoment = FloatBuffer(count: offset)
         secondMoment = FloatBuffer(count: offset)
         index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })

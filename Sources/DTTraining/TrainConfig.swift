@@ -60,6 +60,8 @@ public struct TrainConfig: Equatable, Sendable {
     public var earlyStoppingPatience = 20
     public var nanPolicy = "stop"
     public var overwrite = false
+    public var watchdogFactor = 20.0
+    public var watchdogMinSeconds = 60.0
 
     public init() {}
 
@@ -93,6 +95,8 @@ public struct TrainConfig: Equatable, Sendable {
         ("class_weights", "probe: none or balanced"), ("early_stopping_patience", "probe: epochs without validation improvement (0: off)"),
         ("nan_policy", "a non-finite loss or gradient norm: stop (the run, before anything is written) or skip (the step)"),
         ("overwrite", "replace the checkpoints and final/ of another run in output (else such a directory is refused)"),
+        ("watchdog_factor", "> 1 rank: abort the job, naming the stalled rank, when no step completes within this many median step times (0: off)"),
+        ("watchdog_min_seconds", "the watchdog's limit is never below this many seconds"),
     ]
 
     /// The YAML type of each key that is not free text.
@@ -101,7 +105,7 @@ public struct TrainConfig: Equatable, Sendable {
                                    "log_every", "eval_every", "save_every", "keep_checkpoints", "threads", "num_virtual_tokens",
                                    "probe_layer", "probe_epochs", "probe_batch_size", "early_stopping_patience"]
     static let numberKeys: Set = ["valid_split", "epochs", "learning_rate", "weight_decay", "max_grad_norm", "lora_alpha",
-                                  "lora_dropout", "probe_learning_rate"]
+                                  "lora_dropout", "probe_learning_rate", "watchdog_factor", "watchdog_min_seconds"]
     static let flagKeys: Set = ["train_on_prompt", "packing", "use_rslora", "recompute", "tensorboard", "probe_bias", "overwrite"]
     static func kind(_ key: String) -> Kind {
         integerKeys.contains(key) ? .integer : numberKeys.contains(key) ? .number : flagKeys.contains(key) ? .flag
@@ -183,6 +187,8 @@ public struct TrainConfig: Equatable, Sendable {
         case "early_stopping_patience": earlyStoppingPatience = try int(count)
         case "nan_policy": nanPolicy = try oneOf(["stop", "skip"])
         case "overwrite": overwrite = try bool()
+        case "watchdog_factor": watchdogFactor = try double("≥ 0 (0: off)") { $0 >= 0 }
+        case "watchdog_min_seconds": watchdogMinSeconds = try double("> 0") { $0 > 0 }
         default:
             throw FormatError.key(source, key, "unknown configuration key (known: \(Self.keys.map(\.0).joined(separator: ", ")))")
         }
@@ -205,6 +211,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "probe_epochs": "\(probeEpochs)"; case "probe_batch_size": "\(probeBatchSize)"; case "probe_learning_rate": "\(probeLearningRate)"
         case "class_weights": classWeights; case "early_stopping_patience": "\(earlyStoppingPatience)"
         case "nan_policy": nanPolicy; case "overwrite": "\(overwrite)"
+        case "watchdog_factor": "\(watchdogFactor)"; case "watchdog_min_seconds": "\(watchdogMinSeconds)"
         default: ""
         }
     }

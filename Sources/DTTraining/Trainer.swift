@@ -3,6 +3,9 @@
 // trainable gradients plus the loss sum and target-token count. Then clip, AdamW, log, evaluate, checkpoint.
 // A non-finite loss or gradient norm (the same on every rank: both come from the reduced sums) never reaches
 // AdamW: nan_policy stop ends the run before anything is written, skip leaves adapter and moments unchanged.
+// The same all-reduce carries one more float, the number of ranks a SIGTERM/SIGUSR1 reached (StopSignals): when
+// it is not 0, every rank stops after that step, rank 0 checkpoints, and the run throws StoppedBySignal. The
+// watchdog (DTParallel/Watchdog) hears of each step entered and completed.
 import DTFormats
 import DTKernels
 import DTModel
@@ -35,6 +38,8 @@ public final class Trainer {
     public let totalSteps: Int
     public var onLog: (StepLog) -> Void = { _ in }
     public var onMessage: (String) -> Void = { _ in }
+    /// The stalled-rank watchdog, when the run has one (started and stopped by `run`).
+    public var watchdog: Watchdog?
     let labels: UnsafeMutableBufferPointer<Int32>
     let padToken: Int32
 
@@ -117,9 +122,10 @@ public final class Trainer {
         return load([empty], positions: [0], training: training, step: step)
     }
 
-    /// One optimizer step; returns the mean loss, the gradient norm before clipping, the target tokens and
-    /// whether AdamW ran (not when the loss or the norm is NaN or infinite).
-    func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool) {
+    /// One optimizer step; returns the mean loss, the gradient norm before clipping, the target tokens,
+    /// whether AdamW ran (not when the loss or the norm is NaN or infinite) and how many ranks have received a
+    /// stop signal (the same on every rank).
+    func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool, stopRanks: Int) {
         let G = config.batchSize
         let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
         adapter.arena.zeroGradients()
@@ -139,7 +145,10 @@ public final class Trainer {
         let arena = adapter.arena
         arena.fused[arena.count] = Float(lossSum)
         arena.fused[arena.count + 1] = Float(targets)
+        arena.fused[arena.count + 2] = StopSignals.received != 0 ? 1 : 0
+        watchdog?.entering(s)
         comm.allReduceSum(arena.fused.buffer)
+        let stopRanks = Int(arena.fused[arena.count + 2])
         let globalTargets = max(1, arena.fused[arena.count + 1])
         let inverse = 1 / globalTargets
         for i in 0..<arena.count { arena.gradients[i] *= inverse }
@@ -151,10 +160,10 @@ public final class Trainer {
         }
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
         let loss = Double(arena.fused[arena.count]) / Double(globalTargets)
-        guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false) }
+        guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false, stopRanks) }
         let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
         optimizer.update(arena, lr: config.learningRate * Double(factor))
-        return (loss, Double(norm), Int(globalTargets), true)
+        return (loss, Double(norm), Int(globalTargets), true, stopRanks)
     }
 
     /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
@@ -193,6 +202,8 @@ public final class Trainer {
 
     public func saveCheckpoint() throws {
         guard comm.isRoot else { return }
+        watchdog?.pause()
+        defer { watchdog?.resume() }
         let dir = (config.output as NSString).appendingPathComponent(Checkpoint.name(step: state.step))
         try Checkpoint.save(directory: dir, adapterFiles: try adapter.peftFiles(baseModel: config.model),
                             arena: adapter.arena, state: state, configYAML: config.yaml)
@@ -203,9 +214,11 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> Double? {
         var validLoss: Double?
+        watchdog?.start(step: state.step)
+        defer { watchdog?.stop() }
         while state.step < totalSteps {
             let started = Date()
-            let (loss, norm, _, applied) = step(state.step)
+            let (loss, norm, _, applied, stopRanks) = step(state.step)
             if !applied {
                 let what = loss.isFinite ? "gradient norm \(norm)" : "loss \(loss)"
                 guard config.nanPolicy == "skip" else {
@@ -220,7 +233,12 @@ public final class Trainer {
             state.step += 1; state.samplesSeen += config.batchSize; state.optimizerStep = optimizer.step
             let seconds = Date().timeIntervalSince(started)
             let evalNow = valid != nil && ((config.evalEvery > 0 && state.step % config.evalEvery == 0) || state.step == totalSteps)
-            if evalNow, let valid { validLoss = evaluate(valid, withAdapter: true); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!) }
+            watchdog?.completed(state.step, seconds: seconds)
+            if evalNow, let valid {
+                watchdog?.pause()
+                validLoss = evaluate(valid, withAdapter: true); state.bestValidLoss = min(state.bestValidLoss ?? .infinity, validLoss!)
+                watchdog?.resume()
+            }
             let tokens = (state.step - 1) * config.batchSize..<state.step * config.batchSize
             let stepTokens = tokens.reduce(0) { $0 + train.examples[sample($1)].tokens.count }
             if applied && (state.step % config.logEvery == 0 || state.step == totalSteps || evalNow) {
@@ -228,7 +246,12 @@ public final class Trainer {
                 onLog(StepLog(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: lr, gradNorm: norm,
                               tokensPerSecond: Double(stepTokens) / seconds, secondsPerStep: seconds, validLoss: evalNow ? validLoss : nil))
             }
-            if config.saveEvery > 0 && state.step % config.saveEvery == 0 && state.step < totalSteps { try saveCheckpoint() }
+            let stopping = stopRanks > 0 && state.step < totalSteps
+            if (config.saveEvery > 0 && state.step % config.saveEvery == 0 && state.step < totalSteps) || stopping { try saveCheckpoint() }
+            if stopping {
+                throw StoppedBySignal(step: state.step, totalSteps: totalSteps, ranks: stopRanks,
+                                      checkpoint: (config.output as NSString).appendingPathComponent(Checkpoint.name(step: state.step)))
+            }
         }
         try saveCheckpoint()
         return validLoss

@@ -1,5 +1,7 @@
 // Faults on a running job: a rank killed with SIGKILL brings the whole job down quickly and the newest
-// complete checkpoint resumes to the uninterrupted result; a checkpoint write that fails (file-size limit)
+// complete checkpoint resumes to the uninterrupted result; SIGTERM to mpirun (or SIGUSR1 to one rank) stops
+// every rank at one step with a checkpoint and status 75, and the resumed run ends like an uninterrupted one;
+// a SIGSTOPped rank is named by the watchdog, which ends the job; a checkpoint write that fails (file-size limit)
 // is reported and leaves the previous checkpoint intact; resume onto 3 ranks.
 import DTFormats
 import Foundation
@@ -62,6 +64,108 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(resumed.stderr.contains("resumed from"), resumed.stderr)
         let d = relativeDifference(try adapterValues(full + "/final"), try adapterValues(cut + "/final"))
         XCTAssertLessThanOrEqual(d, 1e-4)
+    }
+
+    /// mpirun with `arguments`, its stdout/stderr into a file; returns the process and that file's path.
+    func startMPI(_ arguments: [String]) throws -> (Process, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        p.environment = env
+        let log = temporaryDirectory() + "/mpirun.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: log); p.standardOutput = FileHandle(forWritingAtPath: log)
+        try p.run()
+        return (p, log)
+    }
+
+    /// Waits until `output`/metrics.jsonl has `lines` steps (or the job ended); false on timeout.
+    func waitForSteps(_ output: String, _ lines: Int, job: Process) -> Bool {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && job.isRunning {
+            let text = (try? String(contentsOfFile: output + "/metrics.jsonl", encoding: .utf8)) ?? ""
+            if text.split(separator: "\n").filter({ $0.contains("\"step\"") }).count >= lines { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    func waitForExit(_ p: Process, seconds: Double) -> Double {
+        let start = Date()
+        while p.isRunning && Date().timeIntervalSince(start) < seconds { usleep(20_000) }
+        return Date().timeIntervalSince(start)
+    }
+
+    /// Invariant: SIGTERM to mpirun (which passes SIGTERM on to the ranks after odls_base_sigkill_timeout) makes
+    /// every rank finish its step; rank 0 writes a checkpoint of that step, each rank exits with status 75, no
+    /// final/ is written, and `--resume auto` ends with the uninterrupted run's adapter (1e-4).
+    func testSIGTERMCheckpointsAndResumeMatches() throws {
+        let full = temporaryDirectory(), cut = temporaryDirectory()
+        XCTAssertEqual(try DTrainProcess.run(args(full, steps: 3000, ["--log-every", "10"]), ranks: 2).status, 0)
+        // Each rank runs under a shell that records its exit status and stderr (mpirun's own output is closed
+        // while it shuts the job down); the shell lets SIGTERM through to dtrain and waits.
+        let wrapper = #"trap true TERM; "$0" "$@" 2>"$DTRAIN_OUT/err-$OMPI_COMM_WORLD_RANK"; echo $? > "$DTRAIN_OUT/status-$OMPI_COMM_WORLD_RANK""#
+        setenv("DTRAIN_OUT", cut, 1)
+        defer { unsetenv("DTRAIN_OUT") }
+        let (job, log) = try startMPI(["-np", "2", "--bind-to", "none", "--mca", "odls_base_sigkill_timeout", "2", "-x", "DTRAIN_OUT",
+                                       "bash", "-c", wrapper, DTrainProcess.binary] + args(cut, steps: 3000, ["--log-every", "10"]))
+        XCTAssertTrue(waitForSteps(cut, 3, job: job), "the run ended before the signal could be sent; make it longer")
+        kill(job.processIdentifier, SIGTERM)
+        let took = waitForExit(job, seconds: 60)
+        if job.isRunning { job.terminate() }
+        XCTAssertLessThan(took, 20, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        for r in 0..<2 {
+            let status = try String(contentsOfFile: cut + "/status-\(r)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertEqual(status, "75", "rank \(r): " + ((try? String(contentsOfFile: cut + "/err-\(r)", encoding: .utf8)) ?? ""))
+        }
+        let err0 = try String(contentsOfFile: cut + "/err-0", encoding: .utf8)
+        XCTAssertTrue(err0.contains("stopped by a signal") && err0.contains("received by 2 rank(s)"), err0)
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: cut).filter { $0.hasPrefix("checkpoint-") }
+        XCTAssertEqual(checkpoints.count, 1, "\(checkpoints)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cut + "/final"))
+        let resumed = try DTrainProcess.run(args(cut, steps: 3000, ["--resume", "auto"]), ranks: 2)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resumed from"), resumed.stderr)
+        XCTAssertLessThanOrEqual(relativeDifference(try adapterValues(full + "/final"), try adapterValues(cut + "/final")), 1e-4)
+    }
+
+    /// Invariant: a signal that reaches one rank only (SIGUSR1 to rank 1) still stops both ranks at the same
+    /// step: one checkpoint, mpirun's status 75, rank 0 reports that 1 rank received it.
+    func testSignalToOneRankStopsAllAtOneStep() throws {
+        let out = temporaryDirectory()
+        let (job, log) = try startMPI(["-np", "2", "--bind-to", "none", DTrainProcess.binary] + args(out, steps: 3000, ["--log-every", "10"]))
+        XCTAssertTrue(waitForSteps(out, 3, job: job), "the run ended before the signal could be sent; make it longer")
+        let victim = try XCTUnwrap(rankProcess(rank: 1, output: out), "rank 1's process not found")
+        kill(victim, SIGUSR1)
+        _ = waitForExit(job, seconds: 60)
+        if job.isRunning { job.terminate() }
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(job.terminationStatus, 75, text)
+        XCTAssertTrue(text.contains("received by 1 rank(s)"), text)
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("checkpoint-") }
+        XCTAssertEqual(checkpoints.count, 1, "\(checkpoints)")
+        let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/" + checkpoints[0] + "/trainer_state.json"))) as? [String: Any]
+        XCTAssertEqual("checkpoint-" + String(format: "%06d", state?["step"] as? Int ?? -1), checkpoints[0])
+    }
+
+    /// Invariant: with one rank stopped (SIGSTOP), the watchdog of the other ends the job within its limit
+    /// (here watchdog_min_seconds 4) plus a few seconds, with status 124 and a message naming the stopped rank.
+    func testWatchdogNamesAStoppedRank() throws {
+        let out = temporaryDirectory()
+        let (job, log) = try startMPI(["-np", "2", "--bind-to", "none", DTrainProcess.binary]
+                                      + args(out, steps: 100_000, ["--watchdog-min-seconds", "4", "--log-every", "50"]))
+        XCTAssertTrue(waitForSteps(out, 2, job: job), "the run ended before the fault could be injected")
+        let victim = try XCTUnwrap(rankProcess(rank: 1, output: out), "rank 1's process not found")
+        kill(victim, SIGSTOP)
+        defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }
+        let took = waitForExit(job, seconds: 60)
+        if job.isRunning { job.terminate() }
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertLessThan(took, 4 + 15, text)
+        XCTAssertTrue(text.contains("watchdog (rank 0 of 2)") && text.contains("stalled: rank 1 (") && text.contains("pid \(victim)"), text)
+        XCTAssertEqual(job.terminationStatus, 124, text)
     }
 
     /// The pid of the dtrain process with OMPI_COMM_WORLD_RANK = rank writing to `output`.

@@ -34,6 +34,8 @@ final class TrainConfigTests: XCTestCase {
         refuses("weight_decay: -0.1\n", ["weight_decay", "≥ 0"])
         refuses("seed: -1\n", ["seed", "≥ 0"])
         refuses("probe_layer: -2\n", ["probe_layer", "[-1,"])
+        refuses("watchdog_factor: -1\n", ["watchdog_factor", "≥ 0"])
+        refuses("watchdog_min_seconds: 0\n", ["watchdog_min_seconds", "> 0"])
         var c = TrainConfig()
         for (key, value) in [("learning_rate", "nan"), ("max_grad_norm", "inf"), ("epochs", "-inf"), ("lora_alpha", "0")] {
             XCTAssertThrowsError(try c.set(key, value, source: "--\(key)")) { XCTAssertTrue("\($0)".contains("--\(key)"), "\($0)") }
