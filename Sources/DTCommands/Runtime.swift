@@ -50,7 +50,7 @@ public final class Runtime {
         do { try body() } catch let stopped as StoppedBySignal {
             log("dtrain: \(stopped)")
             comm.barrier()
-            exit(StopSignals.exitStatus)
+            StopSignals.exitAfterStop()
         } catch {
             if comm.size == 1 {
                 Console.error("error: \(error)")

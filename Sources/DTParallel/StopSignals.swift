@@ -50,6 +50,16 @@ public enum StopSignals {
         }
     }
 
+    /// Ends the process with `exitStatus`: `exit` (which finalizes MPI) when the launcher is still serving the
+    /// job (SIGUSR1), `_exit` after `seconds` when finalizing cannot complete because the launcher is already
+    /// tearing the job down (SIGTERM to mpirun: its daemons stop answering MPI_Finalize's fence, and SIGKILL
+    /// follows `odls_base_sigkill_timeout` seconds after the SIGTERM). The checkpoint is on disk before this.
+    public static func exitAfterStop(finalizeWithin seconds: Double = 1) -> Never {
+        let deadline = Thread { Thread.sleep(forTimeInterval: seconds); _exit(exitStatus) }
+        deadline.start()
+        exit(exitStatus)
+    }
+
     /// The signal this process received since `install` (0: none).
     public static var received: Int32 { receivedSignal }
 }

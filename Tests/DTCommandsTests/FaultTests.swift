@@ -99,29 +99,36 @@ final class FaultTests: XCTestCase {
     }
 
     /// Invariant: SIGTERM to mpirun (which passes SIGTERM on to the ranks after odls_base_sigkill_timeout) makes
-    /// every rank finish its step; rank 0 writes a checkpoint of that step, each rank exits with status 75, no
-    /// final/ is written, and `--resume auto` ends with the uninterrupted run's adapter (1e-4).
+    /// every rank finish its step; rank 0 writes a checkpoint of that step and reports it, the job ends well
+    /// before the launcher's SIGKILL, no final/ is written, and `--resume auto` ends with the uninterrupted run's
+    /// adapter (1e-4). (mpirun itself exits 1 on this path and, tearing the job down, kills a rank that has
+    /// passed the final barrier without waiting for its status; the statuses are checked on the SIGUSR1 path.)
     func testSIGTERMCheckpointsAndResumeMatches() throws {
         let full = temporaryDirectory(), cut = temporaryDirectory()
         XCTAssertEqual(try DTrainProcess.run(args(full, steps: 3000, ["--log-every", "10"]), ranks: 2).status, 0)
-        // Each rank runs under a shell that records its exit status and stderr (mpirun's own output is closed
-        // while it shuts the job down); the shell lets SIGTERM through to dtrain and waits.
+        // Each rank runs under a shell that keeps its stderr (mpirun's own output is closed while it shuts the
+        // job down) and its exit status when it gets to record one; the shell lets SIGTERM through and waits.
         let wrapper = #"trap true TERM; "$0" "$@" 2>"$DTRAIN_OUT/err-$OMPI_COMM_WORLD_RANK"; echo $? > "$DTRAIN_OUT/status-$OMPI_COMM_WORLD_RANK""#
         setenv("DTRAIN_OUT", cut, 1)
         defer { unsetenv("DTRAIN_OUT") }
-        let (job, log) = try startMPI(["-np", "2", "--bind-to", "none", "--mca", "odls_base_sigkill_timeout", "2", "-x", "DTRAIN_OUT",
+        let sigkillAfter = 5.0
+        let (job, log) = try startMPI(["-np", "2", "--bind-to", "none", "--mca", "odls_base_sigkill_timeout", "\(Int(sigkillAfter))", "-x", "DTRAIN_OUT",
                                        "bash", "-c", wrapper, DTrainProcess.binary] + args(cut, steps: 3000, ["--log-every", "10"]))
         XCTAssertTrue(waitForSteps(cut, 3, job: job), "the run ended before the signal could be sent; make it longer")
         kill(job.processIdentifier, SIGTERM)
         let took = waitForExit(job, seconds: 60)
         if job.isRunning { job.terminate() }
-        XCTAssertLessThan(took, 20, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        // SIGCONT at once, SIGTERM after sigkillAfter, SIGKILL after as long again: the ranks must be gone first.
+        XCTAssertLessThan(took, 2 * sigkillAfter - 1, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
         for r in 0..<2 {
-            let status = try String(contentsOfFile: cut + "/status-\(r)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            XCTAssertEqual(status, "75", "rank \(r): " + ((try? String(contentsOfFile: cut + "/err-\(r)", encoding: .utf8)) ?? ""))
+            if let status = try? String(contentsOfFile: cut + "/status-\(r)", encoding: .utf8) {
+                XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "75",
+                               "rank \(r): " + ((try? String(contentsOfFile: cut + "/err-\(r)", encoding: .utf8)) ?? ""))
+            }
         }
         let err0 = try String(contentsOfFile: cut + "/err-0", encoding: .utf8)
-        XCTAssertTrue(err0.contains("stopped by a signal") && err0.contains("received by 2 rank(s)"), err0)
+        // The launcher signals the ranks one after another: the step's all-reduce may see it on one or on both.
+        XCTAssertTrue(err0.contains("stopped by a signal") && (err0.contains("received by 2 rank(s)") || err0.contains("received by 1 rank(s)")), err0)
         let checkpoints = try FileManager.default.contentsOfDirectory(atPath: cut).filter { $0.hasPrefix("checkpoint-") }
         XCTAssertEqual(checkpoints.count, 1, "\(checkpoints)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: cut + "/final"))
