@@ -8,7 +8,8 @@
 # saved as .build-fuzz/artifacts/<target>/crash-… (or leak-/timeout-/oom-), its report is printed, and the script
 # ends with status 1 after running the remaining targets. Reproduce without libFuzzer with the ordinary build:
 #   .build/release/dtrain-fuzz TARGET .build-fuzz/artifacts/TARGET/crash-…
-# Expect the first build to take ~4 minutes on 2 cores (the whole package with coverage and ASan).
+# Expect the first build to take ~1.5 minutes on 2 cores (the whole package with coverage and ASan), then
+# SECONDS_PER_TARGET × 12 targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET="${1:-30}"
