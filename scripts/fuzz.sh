@@ -8,6 +8,9 @@
 # saved as .build-fuzz/artifacts/<target>/crash-… (or leak-/timeout-/oom-), its report is printed, and the script
 # ends with status 1 after running the remaining targets. Reproduce without libFuzzer with the ordinary build:
 #   .build/release/dtrain-fuzz TARGET .build-fuzz/artifacts/TARGET/crash-…
+# FUZZ_RUNS=N stops each target after N executions instead (BUDGET then caps its time): the long campaign is
+#   FUZZ_RUNS=10000000 nice -n 19 bash scripts/fuzz.sh 36000
+# and can be repeated: each run starts from the corpus the previous runs grew in .build-fuzz/corpus/<target>.
 # Expect the first build to take ~1.5 minutes on 2 cores (the whole package with coverage and ASan), then
 # SECONDS_PER_TARGET × 12 targets.
 set -euo pipefail
@@ -24,7 +27,7 @@ for t in "${TARGETS[@]}"; do
   log=".build-fuzz/artifacts/$t/last.log"
   echo "fuzz: $t for ${BUDGET}s"
   status=0
-  LSAN_OPTIONS="suppressions=$PWD/scripts/fuzz-lsan.supp:print_suppressions=0" DTRAIN_FUZZ_TARGET="$t" "$BIN" -max_total_time="$BUDGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  LSAN_OPTIONS="suppressions=$PWD/scripts/fuzz-lsan.supp:print_suppressions=0" DTRAIN_FUZZ_TARGET="$t" "$BIN" -max_total_time="$BUDGET" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix=".build-fuzz/artifacts/$t/" ".build-fuzz/corpus/$t" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || status=$?
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$log" | tr '\n' ' ' | sed "s/^/fuzz: $t: /"; echo
   if [ "$status" -ne 0 ]; then
