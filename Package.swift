@@ -30,10 +30,12 @@ let package = Package(
         // bf16 conversion and oneDNN's matmul (Debian libdnnl-dev, OpenMP runtime): the bf16 products.
         .target(name: "CBF16", cSettings: [.unsafeFlags(["-O3"])],
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        // Register-blocked AVX-512 products for attention tiles.
+        // Register-blocked products for attention tiles: AVX-512 fp32, and AVX512-BF16 with fp32 accumulation.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // AVX-512 element-wise loops (softmax rows, SwiGLU) with the exp DTKernels uses.
+        .target(name: "CVectorMath", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "DTFormats", swiftSettings: release),
-        .target(name: "DTKernels", dependencies: ["CBLAS", "CBF16", "CKernels"], swiftSettings: hotKernels),
+        .target(name: "DTKernels", dependencies: ["CBLAS", "CBF16", "CKernels", "CVectorMath"], swiftSettings: hotKernels),
         .target(name: "DTParallel", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "DTTokenizer", dependencies: ["DTFormats"], swiftSettings: release),
         .target(name: "DTModel", dependencies: ["DTFormats", "DTKernels", "DTTokenizer", "DTParallel"], swiftSettings: release),

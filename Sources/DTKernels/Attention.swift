@@ -263,8 +263,7 @@ public enum Attention {
                             // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside from..<visible)
                             for t in 0..<rows {
                                 let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
-                                let rowDot = VectorMath.dot(pr, dr, count: visible)
-                                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - rowDot) * scale }
+                                VectorMath.softmaxBackward(pr, dr, scale: scale, count: visible)
                                 (dr + visible).update(repeating: 0, count: n - visible)
                             }
                             // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<end];  dK[first..<end] += dS_tileᵀ · Q_tile

@@ -99,6 +99,10 @@ public enum SwiGLU {
     /// h (N, I) = silu(gate) · up
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
+            if VectorMath.usesAVX512 {
+                let o = range.lowerBound
+                return VectorMath.swiGLUAVX512(gate: gate + o, up: up + o, h + o, count: range.count)
+            }
             typealias L = VectorMath.Lanes
             var i = range.lowerBound
             while i + VectorMath.width <= range.upperBound {
@@ -118,6 +122,10 @@ public enum SwiGLU {
     public static func backward(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                                 dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in
+            if VectorMath.usesAVX512 {
+                let o = range.lowerBound
+                return VectorMath.swiGLUBackwardAVX512(dh + o, gate: gate + o, up: up + o, dgate: dgate + o, dup: dup + o, count: range.count)
+            }
             typealias L = VectorMath.Lanes
             @inline(__always) func lanes(_ g: L, _ dh: L, _ up: L) -> (dgate: L, dup: L) {
                 let sig = 1 / (1 + VectorMath.exp(-g))

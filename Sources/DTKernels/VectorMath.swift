@@ -2,9 +2,17 @@
 // element at a time; this evaluates eight lanes at once with the Cephes polynomial (relative error ≤ 2 ulp
 // in the normal range, tested against expf). Inputs below −87.34 give e^−87.34 ≈ 1.2e−38 instead of a
 // denormal or zero; inputs above 88.38 give e^88.38. Callers that need exact zeros (masked keys) write them.
+// Swift compiles this module for baseline x86-64 (SSE), so where the CPU has AVX-512F the row loops below
+// (exp-shift-sum, max, scale, dot, softmax backward, SwiGLU) run CVectorMath's sixteen-lane versions of the
+// same arithmetic (with FMA).
+import CVectorMath
+
 public enum VectorMath {
     public typealias Lanes = SIMD8<Float>
     public static let width = 8
+
+    /// Whether the row loops run CVectorMath's AVX-512 code (cpuid once; tests switch it to compare).
+    public nonisolated(unsafe) static var usesAVX512 = dt_vm_cpu_has_avx512f() != 0
 
     @inline(__always)
     public static func exp(_ x: Lanes) -> Lanes {
@@ -38,6 +46,7 @@ public enum VectorMath {
     /// y[i] = exp(x[i] − shift) for i < count; returns Σ y (in Float, per-lane partial sums).
     @inline(__always)
     public static func expShifted(_ x: UnsafePointer<Float>, shift: Float, into y: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        if usesAVX512 { return dt_vm_exp_shifted(x, shift, y, count) }
         var sum = Lanes(repeating: 0)
         var i = 0
         while i + width <= count {
@@ -59,6 +68,7 @@ public enum VectorMath {
     /// max of x[0..<count] (−∞ when empty).
     @inline(__always)
     public static func max(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        if usesAVX512 { return dt_vm_max(x, count) }
         var m = Lanes(repeating: -.infinity)
         var i = 0
         while i + width <= count { let v = load(x + i); m.replace(with: v, where: v .> m); i += width }
@@ -71,6 +81,7 @@ public enum VectorMath {
     /// x[i] *= factor.
     @inline(__always)
     public static func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
+        if usesAVX512 { return dt_vm_scale(x, factor, count) }
         var i = 0
         while i + width <= count { store(load(x + i) * factor, x + i); i += width }
         while i < count { x[i] *= factor; i += 1 }
@@ -79,11 +90,33 @@ public enum VectorMath {
     /// Σ x[i]·y[i].
     @inline(__always)
     public static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Float {
+        if usesAVX512 { return dt_vm_dot(x, y, count) }
         var s = Lanes(repeating: 0)
         var i = 0
         while i + width <= count { s += load(x + i) * load(y + i); i += width }
         var total = s.sum()
         while i < count { total += x[i] * y[i]; i += 1 }
         return total
+    }
+
+    /// Softmax backward of a row of probabilities p: d[i] = p[i] · (d[i] − Σ p·d) · scale, d holding dL/dp on entry.
+    @inline(__always)
+    public static func softmaxBackward(_ p: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, scale: Float, count: Int) {
+        if usesAVX512 { return dt_vm_softmax_backward(p, d, scale, count) }
+        let rowDot = dot(p, d, count: count)
+        for j in 0..<count { d[j] = p[j] * (d[j] - rowDot) * scale }
+    }
+
+    /// h[i] = silu(gate[i]) · up[i] in CVectorMath's AVX-512 loop (needs `usesAVX512`), on the calling thread.
+    @inline(__always)
+    static func swiGLUAVX512(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
+        dt_vm_swiglu(gate, up, h, count)
+    }
+
+    /// SwiGLU's backward in CVectorMath's AVX-512 loop (needs `usesAVX512`), on the calling thread.
+    @inline(__always)
+    static func swiGLUBackwardAVX512(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                     dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
+        dt_vm_swiglu_backward(dh, gate, up, dgate, dup, count)
     }
 }

@@ -1,6 +1,7 @@
-// The fast paths against slow references: vectorised exp / log-sum-exp / SwiGLU against libm in Double,
-// and the tiled attention (several query tiles, a partial last tile, a KV-cache offset, padding) against a
-// naive triple loop, plus a finite-difference check of the tiled backward across tile boundaries.
+// The fast paths against slow references: vectorised exp / log-sum-exp / SwiGLU / softmax rows against libm in
+// Double (Swift's lanes and the AVX-512 loops), and the tiled attention (several query tiles, a partial last
+// tile, a KV-cache offset, padding) against a naive triple loop, plus a finite-difference check of the tiled
+// backward across tile boundaries.
 import DTKernels
 import Foundation
 import XCTest
@@ -22,33 +23,90 @@ final class TiledKernelTests: XCTestCase {
         XCTAssertEqual(VectorMath.exp(VectorMath.Lanes(repeating: -.infinity))[0], 0, accuracy: 1e-37)
     }
 
-    /// Invariant: log-sum-exp and the in-place softmax agree with a Double reference on a vocabulary-sized row.
+    /// Invariant: log-sum-exp and the in-place softmax agree with a Double reference on a vocabulary-sized row
+    /// (both paths of the row loops).
     func testLogSumExpAndSoftmaxMatchDoubleReference() {
         var rng = Rand(s: 11)
         let row = rng.array(49_157).map { $0 * 12 }
         let m = Double(row.max()!)
         let sum = row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) }
         let reference = m + Foundation.log(sum)
-        XCTAssertEqual(row.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: row.count) }, reference, accuracy: 1e-6)
-        var probabilities = row
-        let lse = probabilities.withUnsafeMutableBufferPointer { Softmax.softmaxInPlace($0.baseAddress!, count: row.count, factor: 0.5) }
-        XCTAssertEqual(lse, reference, accuracy: 1e-6)
-        for i in stride(from: 0, to: row.count, by: 97) {
-            XCTAssertEqual(Double(probabilities[i]), 0.5 * Foundation.exp(Double(row[i]) - reference), accuracy: 1e-9)
+        onBothVectorPaths { path in
+            XCTAssertEqual(row.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: row.count) }, reference, accuracy: 1e-6, path)
+            var probabilities = row
+            let lse = probabilities.withUnsafeMutableBufferPointer { Softmax.softmaxInPlace($0.baseAddress!, count: row.count, factor: 0.5) }
+            XCTAssertEqual(lse, reference, accuracy: 1e-6, path)
+            for i in stride(from: 0, to: row.count, by: 97) {
+                XCTAssertEqual(Double(probabilities[i]), 0.5 * Foundation.exp(Double(row[i]) - reference), accuracy: 1e-9, path)
+            }
         }
     }
 
-    /// Invariant: vectorised SwiGLU (including the scalar tail) equals silu(g)·u computed in Double.
+    /// Runs body on both paths of VectorMath's row loops: AVX-512 (where the CPU has it) and Swift's lanes.
+    func onBothVectorPaths(_ body: (String) -> Void) {
+        let saved = VectorMath.usesAVX512
+        defer { VectorMath.usesAVX512 = saved }
+        for avx512 in Set([saved, false]) {
+            VectorMath.usesAVX512 = avx512
+            body(avx512 ? "AVX-512" : "Swift lanes")
+        }
+    }
+
+    /// Invariant: on both paths the row loops agree with Double references: exp-shift-sum within 2 ulp
+    /// (relative 2.4e-7) of exp per element over softmax's range (vector tail included) and its sum within
+    /// 1e-5, max exact, scale exact, dot within 1e-6 of Σ|x·y|, and the softmax backward row
+    /// p·(d − Σp·d)·scale within 1e-6.
+    func testRowLoopsMatchDoubleReferenceOnBothPaths() {
+        var rng = Rand(s: 16)
+        let x = stride(from: Float(-80), to: 80, by: 0.0371).map { $0 }   // 4313 values: not a multiple of 16
+        let y = rng.array(x.count), p = rng.array(x.count).map { abs($0) / 2000 }
+        onBothVectorPaths { path in
+            var e = [Float](repeating: 0, count: x.count)
+            let sum = VectorMath.expShifted(x, shift: 1.5, into: &e, count: x.count)
+            var worst = 0.0, total = 0.0
+            for i in x.indices {
+                let exact = Foundation.exp(Double(x[i] - 1.5))   // the shift is subtracted in fp32
+                worst = max(worst, abs(Double(e[i]) - exact) / exact)
+                total += exact
+            }
+            XCTAssertLessThan(worst, 2.4e-7, path)
+            XCTAssertEqual(Double(sum), total, accuracy: 1e-5 * total, path)
+            XCTAssertEqual(VectorMath.max(y, count: y.count), y.max()!, path)
+            XCTAssertEqual(VectorMath.max(y, count: 0), -.infinity, path)
+            var scaled = y
+            VectorMath.scale(&scaled, by: 0.3, count: y.count)
+            XCTAssertEqual(scaled, y.map { $0 * 0.3 }, path)
+            let dot = zip(x, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let magnitude = zip(x, y).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
+            XCTAssertEqual(Double(VectorMath.dot(x, y, count: x.count)), dot, accuracy: 1e-6 * magnitude, path)
+            var d = y
+            VectorMath.softmaxBackward(p, &d, scale: 0.125, count: p.count)
+            let pd = zip(p, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            for i in p.indices {
+                XCTAssertEqual(Double(d[i]), Double(p[i]) * (Double(y[i]) - pd) * 0.125, accuracy: 1e-6, "\(path) softmax backward \(i)")
+            }
+        }
+    }
+
+    /// Invariant: vectorised SwiGLU forward and backward (including the vector tail), on both paths, equal
+    /// h = silu(g)·u (within 5e-7) and dgate = dh·u·σ(g)·(1 + g·(1 − σ(g))), dup = dh·silu(g) (within 2e-6,
+    /// the fp32 formula's own rounding) computed in Double.
     func testSwiGLUMatchesScalarReference() {
         var rng = Rand(s: 12)
         let n = 16_387   // not a multiple of the vector width, and split across workers
-        let gate = rng.array(n).map { $0 * 9 }, up = rng.array(n)
-        var h = [Float](repeating: 0, count: n)
-        SwiGLU.forward(gate: gate, up: up, &h, count: n)
-        for i in 0..<n {
-            let g = Double(gate[i])
-            let reference = g / (1 + Foundation.exp(-g)) * Double(up[i])
-            XCTAssertEqual(Double(h[i]), reference, accuracy: 5e-7 * max(1, abs(reference)))
+        let gate = rng.array(n).map { $0 * 9 }, up = rng.array(n), dh = rng.array(n)
+        onBothVectorPaths { path in
+            var h = [Float](repeating: 0, count: n), dgate = h, dup = h
+            SwiGLU.forward(gate: gate, up: up, &h, count: n)
+            SwiGLU.backward(dh, gate: gate, up: up, dgate: &dgate, dup: &dup, count: n)
+            for i in 0..<n {
+                let g = Double(gate[i]), sig = 1 / (1 + Foundation.exp(-g))
+                let reference = g * sig * Double(up[i])
+                XCTAssertEqual(Double(h[i]), reference, accuracy: 5e-7 * max(1, abs(reference)), "\(path) h[\(i)]")
+                let dg = Double(dh[i]) * Double(up[i]) * sig * (1 + g * (1 - sig)), du = Double(dh[i]) * g * sig
+                XCTAssertEqual(Double(dgate[i]), dg, accuracy: 2e-6 * max(1, abs(dg)), "\(path) dgate[\(i)]")
+                XCTAssertEqual(Double(dup[i]), du, accuracy: 2e-6 * max(1, abs(du)), "\(path) dup[\(i)]")
+            }
         }
     }
 
