@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(name: "dtrain", dependencies: ["DTCommands", "DTKernels"], swiftSettings: release),
         .target(name: "DTFuzz", dependencies: ["DTCommands", "DTFormats", "DTModel", "DTTokenizer", "DTTraining"], swiftSettings: release),
         .executableTarget(name: "dtrain-fuzz", dependencies: ["DTFuzz"], swiftSettings: release),
-        .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel", "DTTraining"], path: "Tests/TestSupport"),
         .testTarget(name: "DTFormatsTests", dependencies: ["DTFormats", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DTKernelsTests", dependencies: ["DTKernels"]),
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Fixtures/hostile is read in place by HostileInputTests (dtrain runs there), not bundled.
-        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "DTFuzz", "TestSupport"],
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -15,7 +15,7 @@ public enum ProbeRun {
         let size = (try? FileManager.default.attributesOfItem(atPath: loaded.path)[.size] as? Int) ?? 0
         var hasher = Hasher64()
         for s in data.sequences { hasher.add(s.count); for t in s { hasher.add(Int(t)) } }
-        let key = "model=\(loaded.path) size=\(size) layer=\(config.probeLayer) pooling=\(config.probePooling) tokens=\(hasher.value)"
+        let key = "model=\(loaded.path) size=\(size) layer=\(config.probeLayer) pooling=\(config.probePooling.rawValue) tokens=\(hasher.value)"
         if let file = try? SafetensorsFile(path: cache), file.metadata["key"] == key, let f = try? file.floats("features"),
            f.count == data.count * loaded.model.config.hiddenSize {
             runtime.log("features: reusing the cache \(cache)")
@@ -47,7 +47,7 @@ public enum ProbeRun {
     public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
-        guard config.resume == "never" else {
+        guard config.resume == .never else {
             throw CommandError("resume applies to lora, qlora and prompt: a probe run trains its head again (--overwrite true replaces a previous probe run and reuses its feature caches)")
         }
         try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
@@ -56,7 +56,7 @@ public enum ProbeRun {
         if config.probeLayer > loaded.model.config.layers {
             throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers (expected -1 … \(loaded.model.config.layers))")
         }
-        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate.isEmpty ? nil : config.chatTemplate,
+        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate?.rawValue,
                                          source: loaded.path)
         let train = try ProbeDataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, maxLength: config.maxLength)
         var valid: ProbeDataset?
@@ -107,7 +107,7 @@ public enum ProbeRun {
             if config.probeBias { tensors.append(.init(name: "score.bias", shape: [head.outputs], values: exported.bias)) }
             let probeConfig: [String: Any] = [
                 "type": "linear_probe", "task": train.isRegression ? "regression" : "classification", "labels": train.labelNames,
-                "pooling": config.probePooling, "layer": config.probeLayer, "hidden_size": C, "base_model_name_or_path": config.model,
+                "pooling": config.probePooling.rawValue, "layer": config.probeLayer, "hidden_size": C, "base_model_name_or_path": config.model,
                 "max_length": config.maxLength, "metrics": report, "library": "dtrain",
             ]
             let final = (config.output as NSString).appendingPathComponent("final")

@@ -97,13 +97,14 @@ public enum Checkpoint {
     /// Refuses to start a run in `output` when it holds another run's checkpoints or final/, unless the run
     /// resumes one of those checkpoints (`resume: auto` with a checkpoint there, or a checkpoint path) or
     /// `overwrite` is set. Called before anything is written, so a refused run leaves the directory untouched.
-    public static func checkOutput(_ output: String, resume: String, overwrite: Bool) throws {
+    public static func checkOutput(_ output: String, resume: ResumeFrom, overwrite: Bool) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) else { return }
         guard isDirectory.boolValue else {
             throw FormatError(file: output, location: "", "the output exists and is not a directory")
         }
-        if overwrite || (resume != "never" && resume != "auto") || (resume == "auto" && !list(output).isEmpty) { return }
+        let resumes = switch resume { case .never: false; case .auto: !list(output).isEmpty; case .checkpoint: true }
+        if overwrite || resumes { return }
         let previous = previousRun(output)
         guard !previous.isEmpty else { return }
         let shown = previous.prefix(3).joined(separator: ", ") + (previous.count > 3 ? ", …" : "")
@@ -129,16 +130,23 @@ public enum Checkpoint {
         }
     }
 
-    /// Checks that a checkpoint's config agrees with the current one on every key that changes the math.
-    public static func checkCompatible(_ dir: String, with config: TrainConfig) throws {
+    /// The configuration a checkpoint was made with (its config.yaml, read as strictly as a run.yaml).
+    public static func savedConfig(_ dir: String) throws -> TrainConfig {
         let path = (dir as NSString).appendingPathComponent("config.yaml")
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw FormatError(file: path, location: "", "missing: not a complete checkpoint")
         }
         var saved = TrainConfig()
         try saved.apply(yaml: text, source: path)
-        for key in TrainConfig.resumeInvariants where saved.value(key) != config.value(key) {
-            throw FormatError.key(path, key, "the checkpoint was made with \(key) = '\(saved.value(key))' but this run has '\(config.value(key))'; resume with the same setting or start a new output directory")
+        return saved
+    }
+
+    /// Checks that a checkpoint's config agrees with the current one on every key that changes the math (the
+    /// keys whose table entry says `.mustMatch`).
+    public static func checkCompatible(_ dir: String, with config: TrainConfig) throws {
+        let saved = try savedConfig(dir), path = (dir as NSString).appendingPathComponent("config.yaml")
+        for key in TrainConfig.keys where key.onResume == .mustMatch && key.format(saved) != key.format(config) {
+            throw FormatError.key(path, key.name, "the checkpoint was made with \(key.name) = '\(key.format(saved))' but this run has '\(key.format(config))'; resume with the same setting or start a new output directory")
         }
     }
 }

@@ -161,7 +161,7 @@ public final class Trainer {
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
         let loss = Double(arena.fused[arena.count]) / Double(globalTargets)
         guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false, stopRanks) }
-        let factor = LRSchedule(rawValue: config.schedule)!.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
+        let factor = config.schedule.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
         optimizer.update(arena, lr: config.learningRate * Double(factor))
         return (loss, Double(norm), Int(globalTargets), true, stopRanks)
     }
@@ -221,7 +221,7 @@ public final class Trainer {
             let (loss, norm, _, applied, stopRanks) = step(state.step)
             if !applied {
                 let what = loss.isFinite ? "gradient norm \(norm)" : "loss \(loss)"
-                guard config.nanPolicy == "skip" else {
+                guard config.nanPolicy == .skip else {
                     let last = Checkpoint.list(config.output).last.map { "\($0.path) is the last good checkpoint" } ?? "there is no checkpoint yet"
                     throw NumericalError(description: "step \(state.step + 1)/\(totalSteps): non-finite \(what); stopped before writing anything (nan_policy: stop; --nan-policy skip skips such steps); \(last)")
                 }
@@ -242,7 +242,7 @@ public final class Trainer {
             let tokens = (state.step - 1) * config.batchSize..<state.step * config.batchSize
             let stepTokens = tokens.reduce(0) { $0 + train.examples[sample($1)].tokens.count }
             if applied && (state.step % config.logEvery == 0 || state.step == totalSteps || evalNow) {
-                let lr = config.learningRate * Double(LRSchedule(rawValue: config.schedule)!.factor(step: state.step - 1, warmup: config.warmupSteps, total: totalSteps))
+                let lr = config.learningRate * Double(config.schedule.factor(step: state.step - 1, warmup: config.warmupSteps, total: totalSteps))
                 onLog(StepLog(step: state.step, totalSteps: totalSteps, loss: loss, learningRate: lr, gradNorm: norm,
                               tokensPerSecond: Double(stepTokens) / seconds, secondsPerStep: seconds, validLoss: evalNow ? validLoss : nil))
             }

@@ -1,8 +1,10 @@
 // The configuration's YAML and flag forms: strict types, finite numbers in range, duplicate keys refused with
-// both lines, and the resolved config.yaml reads back to the same configuration.
+// both lines, and the resolved config.yaml reads back to the same configuration; the table of keys covers every
+// setting, decides what a resume must match, and is documented in docs/usage.md.
 import DTFormats
 import DTTraining
 import Foundation
+import TestSupport
 import XCTest
 
 final class TrainConfigTests: XCTestCase {
@@ -47,10 +49,67 @@ final class TrainConfigTests: XCTestCase {
     func testResolvedYAMLReadsBackEqual() throws {
         var c = TrainConfig()
         c.promptInitText = "Say \"hi\"\nthen: yes # not a comment\\"
-        c.output = "2024"; c.model = "true"; c.resume = "auto"; c.nanPolicy = "skip"; c.overwrite = true
-        c.learningRate = 1e-5; c.loraTargets = ["q_proj", "down_proj"]
+        c.output = "2024"; c.model = "true"; c.resume = .auto; c.nanPolicy = .skip; c.overwrite = true
+        c.learningRate = 1e-5; c.loraTargets = [.q, .down]
         var back = TrainConfig()
         try back.apply(yaml: c.yaml, source: "config.yaml")
         XCTAssertEqual(back, c)
+    }
+
+    /// Invariant: the table covers every stored property of TrainConfig exactly once — each key's value changes
+    /// exactly one property and no two keys change the same one — so no setting exists without its key (and
+    /// hence without its YAML name, flag, help line and place in config.yaml).
+    func testEveryStoredPropertyHasExactlyOneKey() throws {
+        let properties = Mirror(reflecting: TrainConfig()).children.map { ($0.label ?? "?", String(describing: $0.value)) }
+        XCTAssertEqual(properties.count, TrainConfig.keys.count)
+        var owner: [String: String] = [:]
+        for key in TrainConfig.keys {
+            let sample = try XCTUnwrap(key.sampleText, "\(key.name): no valid value other than the default")
+            var c = TrainConfig()
+            try c.set(key.name, sample, source: "test")
+            let changed = zip(properties, Mirror(reflecting: c).children).filter { $0.0.1 != String(describing: $0.1.value) }.map(\.0.0)
+            XCTAssertEqual(changed.count, 1, "\(key.name) = \(sample) changes \(changed)")
+            for property in changed {
+                if let other = owner[property] { XCTFail("\(key.name) and \(other) both set \(property)") }
+                owner[property] = key.name
+            }
+        }
+        XCTAssertEqual(Set(owner.keys), Set(properties.map(\.0)))
+    }
+
+    /// Invariant: resuming refuses a checkpoint whose config.yaml differs from the run on a must-match key, naming
+    /// the key and both values, and accepts one that differs only on a free key — for every key of the table; in
+    /// particular a changed lora_rank is refused and a changed log_every accepted.
+    func testResumeRefusesChangedMustMatchKeysAndAcceptsFreeOnes() throws {
+        for key in TrainConfig.keys {
+            var saved = TrainConfig()
+            try saved.set(key.name, try XCTUnwrap(key.sampleText, key.name), source: "test")
+            let dir = temporaryDirectory()
+            try saved.yaml.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+            XCTAssertNoThrow(try Checkpoint.checkCompatible(dir, with: saved), key.name)
+            switch key.onResume {
+            case .mustMatch:
+                XCTAssertThrowsError(try Checkpoint.checkCompatible(dir, with: TrainConfig()), key.name) { e in
+                    for f in [dir + "/config.yaml", "key '\(key.name)'", "made with \(key.name) = '\(saved.value(key.name))'",
+                              "this run has '\(key.defaultText)'"] {
+                        XCTAssertTrue("\(e)".contains(f), "'\(e)' lacks '\(f)'")
+                    }
+                }
+            case .free:
+                XCTAssertNoThrow(try Checkpoint.checkCompatible(dir, with: TrainConfig()), key.name)
+            }
+        }
+        XCTAssertEqual(TrainConfig.key(named: "lora_rank").onResume, .mustMatch)
+        XCTAssertEqual(TrainConfig.key(named: "log_every").onResume, .free)
+    }
+
+    /// Invariant: docs/usage.md's table of keys names every key of the table and no other, so the documentation
+    /// cannot miss a new key or keep a removed one.
+    func testUsageDocumentsEveryKey() throws {
+        let lines = try String(contentsOfFile: TestPaths.repoRoot + "/docs/usage.md", encoding: .utf8).components(separatedBy: "\n")
+        let header = try XCTUnwrap(lines.firstIndex(of: "| key | default | meaning |"))
+        let rows = lines[(header + 2)...].prefix { $0.hasPrefix("| ") }
+        let documented = rows.flatMap { $0.split(separator: "|")[0].split(separator: "/").map { $0.trimmingCharacters(in: .whitespaces) } }
+        XCTAssertEqual(documented.sorted(), TrainConfig.keys.map(\.name).sorted())
     }
 }
