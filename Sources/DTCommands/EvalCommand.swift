@@ -32,7 +32,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: context)
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), maxPositions: context,
+                                              report: { runtime.log($0) })
             runtime.log("compute: \(loaded.model.compute.kernelDescription)")
             guard scoreFrom >= 0, scoreFrom < context - 1 else {
                 throw CommandError("--score-from must be in 0..<\(context - 1) (below --context - 1), not \(scoreFrom)")

@@ -39,7 +39,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         let runtime = Runtime(threads: runtimeOptions.threads)
         runtime.run {
-            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision())
+            let loaded = try ModelLoader.load(modelOptions.model, precision: try modelOptions.weightPrecision(), compute: try modelOptions.computePrecision(), report: { runtime.log($0) })
             let tok = loaded.tokenizer
             var text = prompt
             if chat {

@@ -52,7 +52,7 @@ public enum ProbeRun {
         }
         try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
         let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: try config.computePrecision(),
-                                          maxPositions: config.maxLength)
+                                          maxPositions: config.maxLength, report: { runtime.log($0) })
         if config.probeLayer > loaded.model.config.layers {
             throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers (expected -1 … \(loaded.model.config.layers))")
         }

@@ -83,7 +83,8 @@ public enum ModelLoader {
     /// weights are (the memory preflight).
     public static func load(_ path: String?, precision: WeightPrecision = .fp32, compute: ComputePrecision = .fp32,
                             maxPositions: Int? = nil, placement: Placement = .replicated, comm: Communicator? = nil,
-                            beforeWeights: (LlamaConfig) throws -> Void = { _ in }) throws -> LoadedModel {
+                            beforeWeights: (LlamaConfig) throws -> Void = { _ in },
+                            report: ((String) -> Void)? = nil) throws -> LoadedModel {
         let p = path ?? DefaultModel.path
         if path == nil && !FileManager.default.fileExists(atPath: p) {
             throw CommandError("the default model is not at \(p); run launch/setup.sh (or pass --model FILE)")
@@ -94,8 +95,31 @@ public enum ModelLoader {
             throw FormatError(file: p, location: "", "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(source.config.vocabSize)")
         }
         try beforeWeights(source.config)
+        let line = report.map { LoadProgressLine(report: $0) }
         return LoadedModel(model: try LlamaModel(source: source, precision: precision, compute: compute, maxPositions: maxPositions,
-                                                 placement: placement, comm: comm),
+                                                 placement: placement, comm: comm, progress: line?.update),
                            tokenizer: tokenizer, path: p)
+    }
+}
+
+/// The progress line of a load that takes more than a few seconds: first after 3 s, then every 5 s and once at
+/// the end, e.g. `loading the base: 96/226 matrices, 1.02 of 2.46 GiB, 181 MiB/s, ETA 8s`.
+final class LoadProgressLine {
+    let report: (String) -> Void
+    let start = Date()
+    var printed: Date?
+
+    init(report: @escaping (String) -> Void) { self.report = report }
+
+    func update(_ p: LlamaModel.LoadProgress) {
+        let now = Date(), elapsed = now.timeIntervalSince(start)
+        let done = p.tensorsDone == p.tensors
+        guard elapsed >= 3, done || printed.map({ now.timeIntervalSince($0) >= 5 }) ?? true else { return }
+        printed = now
+        let gib = { (b: Int) in String(format: "%.2f", Double(b) / 1_073_741_824) }
+        let rate = Double(p.bytesDone) / max(elapsed, 1e-9)
+        let tail = String(format: "%.0f MiB/s, ", rate / 1_048_576)
+            + (done ? String(format: "done in %.1f s", elapsed) : formatDuration(Double(p.bytes - p.bytesDone) / max(rate, 1)))
+        report("loading the base: \(p.tensorsDone)/\(p.tensors) matrices, \(gib(p.bytesDone)) of \(gib(p.bytes)) GiB, " + tail)
     }
 }

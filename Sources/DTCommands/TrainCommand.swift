@@ -71,8 +71,9 @@ public enum TrainingRun {
             let base = MemoryPreflight.baseEstimate(modelConfig, precision: config.weightPrecision, compute: compute, ranks: comm.size,
                                                     sharded: placement == .sharded)
             try MemoryPreflight.check([("frozen base", base)], stage: "loading the base", config: config, runtime: runtime)
-        }
+        } report: { runtime.log($0) }
         let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
+        let loadPeak = perRank(Double(MemoryStats.peakResidentBytes() - residentBefore), comm: comm)
         let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate?.rawValue,
                                          source: loaded.path)
         var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
@@ -115,7 +116,7 @@ public enum TrainingRun {
                 : "LoRA r=\(config.loraRank) on \(config.loraTargets.map(\.rawValue).joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
             runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute.rawValue); CPU \(CPUFeatures.summary)]")
-            runtime.log("resident growth while loading the base: " + perRankBytes(baseResident))
+            runtime.log("resident growth while loading the base: " + perRankBytes(baseResident) + " (peak above the start: " + perRankBytes(loadPeak) + ")")
         }
         trainer.onMessage = { runtime.log($0) }
         switch config.resume {

@@ -42,6 +42,19 @@ public final class MappedFile {
         if let base { madvise(base, bytes.count, Int32(MADV_DONTNEED)) }
     }
 
+    /// Drops this process's resident pages of the whole pages inside `range` (a part of the mapping, e.g. one
+    /// tensor that has been converted into memory the model owns). Loading a checkpoint tensor by tensor with
+    /// this keeps the resident set at the converted base plus one tensor, instead of the whole file; a page read
+    /// again later simply comes back from the page cache. Pages shared with a neighbouring range stay.
+    public func releaseResidentPages(of range: UnsafeRawBufferPointer) {
+        guard let base, let start = range.baseAddress, range.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let offset = start - UnsafeRawPointer(base)
+        precondition(offset >= 0 && offset + range.count <= bytes.count, "range outside the mapping of \(path)")
+        let first = (offset + page - 1) / page * page, end = (offset + range.count) / page * page
+        if end > first { madvise(base + first, end - first, Int32(MADV_DONTNEED)) }
+    }
+
     deinit {
         if let base { munmap(base, bytes.count) }
     }

@@ -198,6 +198,12 @@ public final class FrozenMatrix {
         return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)), compute: compute)
     }
 
+    /// Whether the products read bytes kept alive by `owner` (a mapped model file): stored blocks used as they are.
+    func pointsInto(_ owner: AnyObject) -> Bool {
+        if case .quantized(_, _, let o) = storage { return o === owner }
+        return false
+    }
+
     /// The same storage with products in `compute` precision.
     public func computing(in compute: ComputePrecision) -> FrozenMatrix {
         FrozenMatrix(rows: rows, cols: cols, storage: storage, compute: compute, permutedHeads: permutedHeads)

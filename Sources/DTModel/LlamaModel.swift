@@ -45,7 +45,7 @@ public final class LlamaModel {
     /// With `placement: .sharded` and a communicator of N > 1 ranks, each rank keeps 1/N of every projection
     /// and of the embedding / LM head.
     public init(source: ModelSource, precision: WeightPrecision = .fp32, compute: ComputePrecision = .fp32, maxPositions: Int? = nil,
-                placement: Placement = .replicated, comm: Communicator? = nil) throws {
+                placement: Placement = .replicated, comm: Communicator? = nil, progress: ((LoadProgress) -> Void)? = nil) throws {
         self.placement = placement
         self.compute = compute
         let splitsAcrossRanks = placement == .sharded && (comm?.size ?? 1) > 1
@@ -57,6 +57,15 @@ public final class LlamaModel {
         self.config = c
         self.source = source
         self.precision = precision
+        let matrixNames = (0..<c.layers).flatMap { l in TensorNames.Projection.allCases.map { TensorNames.projection(l, $0) } }
+            + [TensorNames.embedding] + (c.tiedEmbeddings ? [] : [TensorNames.lmHead])
+        var loaded = LoadProgress(tensors: matrixNames.count,
+                                  bytes: matrixNames.reduce(0) { $0 + ((try? source.tensor($1))??.byteCount ?? 0) })
+        func converted(_ t: RawTensor?) {
+            loaded.tensorsDone += 1
+            loaded.bytesDone += t?.byteCount ?? 0
+            progress?(loaded)
+        }
         func raw(_ name: String, _ shape: [Int]) throws -> RawTensor {
             guard let t = try source.tensor(name) else {
                 throw FormatError.key(source.path, TensorNames.gguf(name).map { source.gguf != nil ? $0 : name } ?? name,
@@ -81,10 +90,12 @@ public final class LlamaModel {
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws -> FrozenMatrix {
             let m: FrozenMatrix
-            if let stored = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
-                m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(stored))
+            var stored: RawTensor?
+            if let nf4 = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
+                m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(nf4))
             } else {
                 let t = try raw(name, [rows, cols])
+                stored = t
                 m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner), permutedHeads: t.permutedHeads)
             }
             let held: FrozenMatrix
@@ -93,7 +104,12 @@ public final class LlamaModel {
             case .asStored: held = m.computing(in: compute)
             case .nf4: held = ((rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m).computing(in: compute)
             }
-            return shard(held)
+            let result = shard(held)
+            // Streaming load: once converted into memory of its own (fp32/bf16 copy, NF4, this rank's shard) the
+            // tensor's file pages leave the resident set before the next tensor is read.
+            if let stored, !result.pointsInto(stored.owner) { stored.releaseResidentPages() }
+            converted(stored)
+            return result
         }
         func shard(_ m: FrozenMatrix) -> FrozenMatrix {
             guard splitsAcrossRanks, let comm else { return m }
@@ -106,8 +122,14 @@ public final class LlamaModel {
         /// With bf16 products over a resident fp32 base, embeddings are looked up in fp32 and the LM head
         /// multiplies a bf16 copy: a tied matrix keeps both, an untied embedding only fp32, the head only bf16.
         func vocabulary(_ name: String, lookup: Bool, products: Bool) throws -> VocabularyMatrix {
-            let whole = try raw(name, [V, C]).asMatrix(rows: V, cols: C)
+            let stored = try raw(name, [V, C])
+            let whole = stored.asMatrix(rows: V, cols: C)
             let chunkRows = dequantizesPerUse ? max(1, Self.largestProjection(c) / C) : V
+            defer {
+                // Copied (fp32 base) or split across ranks: nothing reads these file pages any more.
+                if precision == .fp32 || splitsAcrossRanks { stored.releaseResidentPages() }
+                converted(stored)
+            }
             if precision == .fp32 && compute == .bf16 && !splitsAcrossRanks && lookup {
                 let rows = whole.resident(.fp32)
                 return VocabularyMatrix(whole, chunkRows: chunkRows, lookup: rows) { products ? $0.resident(.bf16) : rows }
@@ -144,6 +166,12 @@ public final class LlamaModel {
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
         ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors())
         rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies)
+    }
+
+    /// How far loading has come, for a progress line: frozen matrices converted of all, and their stored bytes.
+    public struct LoadProgress: Sendable {
+        public var tensors: Int, bytes: Int
+        public var tensorsDone = 0, bytesDone = 0
     }
 
     /// The model file and key that state its context length (for messages).

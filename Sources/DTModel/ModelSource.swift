@@ -129,6 +129,18 @@ public final class ModelSource {
 }
 
 extension RawTensor {
+    /// Drops the resident pages of this tensor's bytes in its mapped file (see MappedFile.releaseResidentPages(of:)):
+    /// for a tensor whose converted copy is all the model keeps.
+    /// Stored bytes (0 for a type without a block size, which loading refuses anyway).
+    var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) ?? 0 }
+
+    func releaseResidentPages() {
+        let count = byteCount
+        guard count > 0 else { return }
+        let mapped = (owner as? GGUFFile)?.mapped ?? (owner as? SafetensorsFile)?.mapped
+        mapped?.releaseResidentPages(of: UnsafeRawBufferPointer(start: data, count: count))
+    }
+
     /// The tensor as a frozen matrix over its stored bytes.
     func asMatrix(rows: Int, cols: Int) -> FrozenMatrix {
         FrozenMatrix(rows: rows, cols: cols, storage: .quantized(type, data, owner: owner), permutedHeads: permutedHeads)

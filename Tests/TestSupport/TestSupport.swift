@@ -223,3 +223,21 @@ public enum Shell {
         return (p.terminationStatus, String(decoding: out, as: UTF8.self))
     }
 }
+
+/// This process's resident memory of a mapped file, from /proc/self/smaps (the sum over its mappings).
+public enum MappedResidency {
+    public static func kibibytes(of path: String) -> Int {
+        guard let smaps = try? String(contentsOfFile: "/proc/self/smaps", encoding: .utf8) else { return -1 }
+        let target = (path as NSString).resolvingSymlinksInPath
+        var inTarget = false, total = 0
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), first.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                inTarget = fields.count >= 6 && String(fields[5...].joined(separator: " ")) == target
+            } else if inTarget, fields.first == "Rss:", fields.count >= 2, let kib = Int(fields[1]) {
+                total += kib
+            }
+        }
+        return total
+    }
+}
