@@ -161,8 +161,10 @@ public final class LlamaModel {
                                        projections: projections, biases: biases))
         }
         self.layers = layers
-        // Nothing points into the file any more when everything was copied (fp32) or split across ranks.
-        if precision == .fp32 || splitsAcrossRanks { source.releaseResidentPages() }
+        // What the matrices left behind (1-D tensors, pages shared by neighbours; with large page-cache folios
+        // a fault maps up to 2 MiB around it) leaves too. Always safe: a base used as stored reads its pages
+        // back from the page cache at first use.
+        source.releaseResidentPages()
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
         ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors())
         rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies)

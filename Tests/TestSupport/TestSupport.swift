@@ -227,7 +227,9 @@ public enum Shell {
 /// This process's resident memory of a mapped file, from /proc/self/smaps (the sum over its mappings).
 public enum MappedResidency {
     public static func kibibytes(of path: String) -> Int {
-        guard let smaps = try? String(contentsOfFile: "/proc/self/smaps", encoding: .utf8) else { return -1 }
+        // Read to the end: String(contentsOfFile:) stops after the first page of a /proc file.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/self/smaps"),
+              let smaps = String(data: handle.readDataToEndOfFile(), encoding: .utf8) else { return -1 }
         let target = (path as NSString).resolvingSymlinksInPath
         var inTarget = false, total = 0
         for line in smaps.split(separator: "\n") {
