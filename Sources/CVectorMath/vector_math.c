@@ -1,18 +1,7 @@
 // AVX-512 versions of VectorMath's loops (see CVectorMath.h). exp: n = round(x / ln 2) with the 1.5·2^23
 // trick, r = x − n·ln 2 in two parts, the degree-5 Cephes polynomial, then 2^n through the exponent bits.
 #include "CVectorMath.h"
-#include <cpuid.h>
 #include <immintrin.h>
-
-int dt_vm_cpu_has_avx512f(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;   // OSXSAVE
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0xE6) != 0xE6) return 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return (b & (1u << 16)) != 0;
-}
 
 #define TARGET __attribute__((target("avx512f")))
 

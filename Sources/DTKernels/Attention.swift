@@ -26,7 +26,10 @@ public enum Attention {
     public static let tile = 64
 
     /// Whether the tiles' products use the AVX-512 kernel (false: OpenBLAS; tests switch it to compare).
-    public nonisolated(unsafe) static var usesSmallKernel = dt_cpu_has_avx512f() != 0
+    public nonisolated(unsafe) static var usesSmallKernel = hasAVX512F
+
+    /// This CPU runs AVX-512F and the OS saves its registers (cpuid once; also decides VectorMath's C loops).
+    public static let hasAVX512F = dt_cpu_has_avx512f() != 0
 
     /// C (m, n) = alpha · A · B (+ C), A[i][p] at a[i · aRow + p · aCol] (Aᵀ by swapping the strides), B (k, n) row-major.
     @inline(__always)

@@ -12,7 +12,7 @@ public enum VectorMath {
     public static let width = 8
 
     /// Whether the row loops run CVectorMath's AVX-512 code (cpuid once; tests switch it to compare).
-    public nonisolated(unsafe) static var usesAVX512 = dt_vm_cpu_has_avx512f() != 0
+    public nonisolated(unsafe) static var usesAVX512 = Attention.hasAVX512F
 
     @inline(__always)
     public static func exp(_ x: Lanes) -> Lanes {

@@ -4,10 +4,7 @@
 #ifndef DTRAIN_CVECTORMATH_H
 #define DTRAIN_CVECTORMATH_H
 
-/// 1 when this CPU runs AVX-512F and the OS saves its registers (cpuid: call once and cache).
-int dt_vm_cpu_has_avx512f(void);
-
-/// The functions below need AVX-512F. exp is VectorMath.exp's Cephes polynomial (same clamping), with FMA.
+/// These functions need AVX-512F (checked once on the Swift side: Attention.hasAVX512F). exp is VectorMath.exp's Cephes polynomial (same clamping), with FMA.
 /// y[i] = exp(x[i] - shift) for i < count; returns Σ y (per-lane partial sums). y may be x.
 float dt_vm_exp_shifted(const float *x, float shift, float *y, long count);
 /// max of x[0..count) (-inf when empty).
