@@ -1,8 +1,9 @@
 // Grouped-query causal self-attention with a key padding mask. Query head h reads kv head h / (H/K).
 //   q (B, Tq, H·D)   keys/values (B, Tk, K·D) with Tk = start + Tq (start > 0 when a KV cache holds the past)
 //   probabilities (B, H, Tq, Tk) saved for backward   out (B, Tq, H·D)
-// Query t sits at absolute position start + t and sees keys 0…start + t whose mask is 1 — from its segment's
-// start on when rows are packed (segmentStarts (B, Tq), no KV cache).
+// Query t sits at absolute position i = start + t and sees keys 0…i whose mask is 1 — from its segment's
+// start on when rows are packed (segmentStarts (B, Tq), no KV cache), and with a sliding window W only keys
+// j with i − W < j ≤ i (the last W; a window is in key positions, which packing and padding keep contiguous).
 // The tiles' products run in CKernels' register-blocked AVX-512 kernel (keys and values transposed once per
 // head into a scratch) where the CPU has AVX-512F, else through OpenBLAS. With `compute: bf16` on a CPU with
 // AVX512-BF16 they run in its bf16 twin (vdpbf16ps): inputs rounded to bf16, fp32 accumulation and output, keys
@@ -12,12 +13,21 @@ import Foundation
 
 public struct AttentionShape {
     public var batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int
-    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int) {
-        precondition(heads % kvHeads == 0 && keyLength >= queryLength)
+    /// Sliding window: a query sees at most this many keys, itself and the ones before (nil: all of them).
+    public var window: Int?
+    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int? = nil) {
+        precondition(heads % kvHeads == 0 && keyLength >= queryLength && (window ?? 1) >= 1)
         self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength
-        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window
     }
     public var start: Int { keyLength - queryLength }
+
+    /// The first key query row t (absolute position start + t) may see: its segment's start (packed rows,
+    /// `segment`) or 0, moved up to the window's first key.
+    @inline(__always) func firstKey(_ t: Int, segment: Int) -> Int {
+        guard let window else { return segment }
+        return max(segment, start + t - window + 1)
+    }
 }
 
 public enum Attention {
@@ -188,13 +198,14 @@ public enum Attention {
                     let values = path.direct(vb, ld: kvStride, rows: Tk, cols: D, slot: path.slot(1, scratch))      // V (Tk, D)
                     for t0 in stride(from: 0, to: Tq, by: tile) {
                         let rows = min(tile, Tq - t0), keys = s.start + t0 + rows                   // keys visible to the tile's last row
-                        let first = path.pairAligned(segments.map { Int($0[t0]) } ?? 0)          // and to its first row (packed)
+                        let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))   // and to its first row
                         let pt = p + t0 * Tk
                         // scores (rows, keys) = scale · Q_tile (rows, D) · K[first..<keys]ᵀ (D, keys)
                         product(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
                                 b: keysT.from(column: first), accumulate: false, c: pt + first, ldc: Tk, scratch: aScratch)
                         for t in 0..<rows {
-                            softmaxRow(pt + t * Tk, from: segments.map { Int($0[t0 + t]) } ?? 0, visible: s.start + t0 + t + 1,
+                            softmaxRow(pt + t * Tk, from: s.firstKey(t0 + t, segment: segments.map { Int($0[t0 + t]) } ?? 0),
+                                       visible: s.start + t0 + t + 1,
                                        length: Tk, mask: masked ? mask : nil)
                         }
                         // out_tile (rows, D) = P_tile (rows, keys) · V[first..<keys] (keys, D)
@@ -252,8 +263,9 @@ public enum Attention {
                         let dob = dout + b * T * qStride + h * D
                         let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
                         for t0 in stride(from: 0, to: T, by: tile) {
-                            // keys first..<end: visible to the tile's first row (its segment, when packed) up to its last
-                            let rows = min(tile, T - t0), end = t0 + rows, first = path.pairAligned(segments.map { Int($0[t0]) } ?? 0)
+                            // keys first..<end: visible to the tile's first row (its segment, when packed; its window) up to its last
+                            let rows = min(tile, T - t0), end = t0 + rows
+                            let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))
                             let n = end - first
                             let pt = p + t0 * T + first, dst = scores + t0 * T + first, dot = dob + t0 * qStride
                             let dO = path.direct(dot, ld: qStride, rows: rows, cols: D, slot: path.slot(2, operands))     // dO_tile (rows, D)
@@ -263,7 +275,8 @@ public enum Attention {
                             // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<end]ᵀ
                             product(m: rows, n: n, k: D, a: dot, aRow: qStride, aCol: 1, b: valuesT.from(column: first),
                                     accumulate: false, c: dst, ldc: T, scratch: aScratch)
-                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside from..<visible)
+                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside the row's visible keys,
+                            // so dS is too: a row's later window start needs no special case)
                             for t in 0..<rows {
                                 let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
                                 VectorMath.softmaxBackward(pr, dr, scale: scale, count: visible)

@@ -114,4 +114,83 @@ final class GradientCheckTests: XCTestCase {
             XCTAssertEqual(p[(t * 4)..<(t * 4 + 4)].reduce(0, +), 1, accuracy: 1e-6)
         }
     }
+
+    /// The slow reference: each query's softmax over the keys it may see (mask 1, from its segment's start,
+    /// within the window, not after itself), written out loop by loop. out (B, Tq, H·D).
+    func naiveAttention(_ s: AttentionShape, q: [Float], k: [Float], v: [Float], mask: [Float], starts: [Int32]?) -> [Float] {
+        let (B, Tq, Tk, H, K, D) = (s.batch, s.queryLength, s.keyLength, s.heads, s.kvHeads, s.headDim)
+        var out = [Float](repeating: 0, count: B * Tq * H * D)
+        for b in 0..<B { for h in 0..<H { for t in 0..<Tq {
+            let i = s.start + t, kvh = h / (H / K)
+            let from = max(starts.map { Int($0[b * Tq + t]) } ?? 0, s.window.map { i - $0 + 1 } ?? 0)
+            let keys = (max(from, 0)...i).filter { mask[b * Tk + $0] != 0 }
+            guard !keys.isEmpty else { continue }
+            let scores = keys.map { j in
+                (0..<D).reduce(0.0) { $0 + Double(q[((b * Tq + t) * H + h) * D + $1]) * Double(k[((b * Tk + j) * K + kvh) * D + $1]) } / Double(D).squareRoot()
+            }
+            let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+            for (n, j) in keys.enumerated() { for d in 0..<D {
+                out[((b * Tq + t) * H + h) * D + d] += Float(e[n] / z) * v[((b * Tk + j) * K + kvh) * D + d]
+            } }
+        } } }
+        return out
+    }
+
+    /// Invariant: with a sliding window W, query i attends exactly to keys i − W < j ≤ i (and the key mask,
+    /// packing segments and a KV cache's past still apply): equal to the naive loop, on windows inside one
+    /// query tile and across tiles (T > 64), packed rows, padding, a KV-cache continuation, and W ≥ T (no effect).
+    func testSlidingWindowAttentionMatchesNaive() {
+        var rng = Rand(s: 6)
+        let cases: [(AttentionShape, [Int32]?)] = [
+            (AttentionShape(batch: 2, queryLength: 9, keyLength: 9, heads: 4, kvHeads: 2, headDim: 4, window: 3), nil),
+            (AttentionShape(batch: 1, queryLength: 150, keyLength: 150, heads: 2, kvHeads: 1, headDim: 8, window: 37), nil),
+            (AttentionShape(batch: 1, queryLength: 150, keyLength: 150, heads: 2, kvHeads: 2, headDim: 5, window: 20),
+             (0..<150).map { Int32($0 < 37 ? 0 : $0 < 101 ? 37 : 101) }),
+            (AttentionShape(batch: 1, queryLength: 3, keyLength: 40, heads: 4, kvHeads: 2, headDim: 4, window: 7), nil),
+            (AttentionShape(batch: 1, queryLength: 70, keyLength: 100, heads: 2, kvHeads: 1, headDim: 8, window: 45), nil),
+            (AttentionShape(batch: 1, queryLength: 6, keyLength: 6, heads: 1, kvHeads: 1, headDim: 4, window: 100), nil),
+        ]
+        for (s, starts) in cases {
+            let q = rng.array(s.batch * s.queryLength * s.heads * s.headDim).map { $0 * 2 }
+            let k = rng.array(s.batch * s.keyLength * s.kvHeads * s.headDim).map { $0 * 2 }, v = rng.array(k.count)
+            var mask = [Float](repeating: 1, count: s.batch * s.keyLength)
+            if s.batch == 2 { for j in 6..<9 { mask[9 + j] = 0 } }
+            let segments = starts.map { UnsafeMutableBufferPointer<Int32>.allocate(capacity: $0.count) }
+            defer { segments?.deallocate() }
+            if let starts, let segments { _ = segments.initialize(from: starts) }
+            var p = [Float](repeating: .nan, count: s.batch * s.heads * s.queryLength * s.keyLength), out = [Float](repeating: 0, count: q.count)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: segments.map { UnsafePointer($0.baseAddress!) },
+                              compute: .fp32, probabilities: &p, out: &out)
+            let expected = naiveAttention(s, q: q, k: k, v: v, mask: mask, starts: starts)
+            XCTAssertLessThan(relativeError(out, expected), 1e-5, "T=\(s.queryLength)/\(s.keyLength) W=\(s.window!) packed \(starts != nil)")
+            for row in 0..<(s.heads * s.queryLength) {   // nothing before the window
+                let t = row % s.queryLength, i = s.start + t
+                for j in 0..<max(0, i - s.window! + 1) { XCTAssertEqual(p[row * s.keyLength + j], 0) }
+            }
+        }
+    }
+
+    /// Sliding-window attention backward (window 3 over 7 tokens, GQA, batch 2, one sequence padded) against
+    /// finite differences for q, k and v.
+    func testSlidingWindowAttentionBackward() {
+        var rng = Rand(s: 7)
+        let s = AttentionShape(batch: 2, queryLength: 7, keyLength: 7, heads: 4, kvHeads: 2, headDim: 4, window: 3)
+        let qn = 2 * 7 * 4 * 4, kn = 2 * 7 * 2 * 4
+        let q = rng.array(qn), k = rng.array(kn), v = rng.array(kn), r = rng.array(qn)
+        var mask = [Float](repeating: 1, count: 14)
+        mask[12] = 0; mask[13] = 0
+        func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
+            var p = [Float](repeating: 0, count: 2 * 4 * 49), out = [Float](repeating: 0, count: qn)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+            return dot(out, r)
+        }
+        var p = [Float](repeating: 0, count: 2 * 4 * 49), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
+        var scratch = [Float](repeating: 0, count: max(1, Parallel.workers) * 49)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
+    }
 }
