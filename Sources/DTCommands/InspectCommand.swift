@@ -38,10 +38,10 @@ public enum InspectReport {
         lines.append("model: \(path)")
         if let g = source.gguf { lines.append("format: GGUF v\(g.version), \(g.tensors.count) tensors, \(g.metadata.count) metadata keys") }
         else { lines.append("format: Hugging Face directory (config.json + safetensors)") }
-        lines.append("architecture: \(c.architecture)")
+        lines.append("architecture: \(c.architecture.name)\(c.architecture.slidingWindow.map { ", sliding window \($0)" } ?? "")")
         lines.append("layers \(c.layers), hidden \(c.hiddenSize), intermediate \(c.intermediateSize), heads \(c.heads), kv heads \(c.kvHeads), head dim \(c.headDim)")
         lines.append("vocab \(c.vocabSize), context \(c.maxPositions), rope theta \(c.ropeTheta)\(c.ropeScaling.map { ", llama3 rope scaling ×\($0.factor)" } ?? ""), rms eps \(c.rmsNormEps)")
-        lines.append("output head: \(c.tiedEmbeddings ? "tied to token embeddings" : "separate")\(c.attentionBias ? ", q/k/v bias" : "")")
+        lines.append("output head: \(c.tiedEmbeddings ? "tied to token embeddings" : "separate")\(c.architecture.qkvBias ? ", q/k/v bias" : "")\(c.architecture.qkNorm ? ", q/k norm" : "")")
         lines.append("parameters: \(c.parameterCount) (\(String(format: "%.1f", Double(c.parameterCount) / 1e6)) M)")
         var typeCounts: [String: (Int, Int)] = [:]
         var totalBytes = 0

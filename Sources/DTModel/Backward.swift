@@ -95,7 +95,7 @@ extension LlamaModel {
         projectBackward(l, .o, x: a.attention.pointer, dy: dx, dx: g.attention.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         g.q.zero(); g.k.zero(); g.v.zero()
         let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length,
-                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, window: c.architecture.window(layer: l))
         Profile.measure("backward attention") {
             Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
                                segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
@@ -106,8 +106,18 @@ extension LlamaModel {
             rope.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)
             rope.apply(g.k.pointer, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!, inverse: true)
         }
-        projectBackward(l, .q, x: a.norm1.pointer, dy: g.q.pointer, dx: g.norm.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
-        projectBackward(l, .k, x: a.norm1.pointer, dy: g.k.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
+        // QK-norm: back through the per-head RMSNorm to q, k as projected.
+        var dq = g.q.pointer, dk = g.k.pointer
+        if let qNorm = w.queryNorm, let kNorm = w.keyNorm {
+            Profile.measure("backward norm") {
+                g.qRaw.zero(); g.kRaw.zero()
+                RMSNorm.backward(dq, a.qRaw.pointer, qNorm, rstd: a.rstdQ.pointer, g.qRaw.pointer, rows: N * c.heads, channels: c.headDim)
+                RMSNorm.backward(dk, a.kRaw.pointer, kNorm, rstd: a.rstdK.pointer, g.kRaw.pointer, rows: N * c.kvHeads, channels: c.headDim)
+            }
+            dq = g.qRaw.pointer; dk = g.kRaw.pointer
+        }
+        projectBackward(l, .q, x: a.norm1.pointer, dy: dq, dx: g.norm.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
+        projectBackward(l, .k, x: a.norm1.pointer, dy: dk, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
         projectBackward(l, .v, x: a.norm1.pointer, dy: g.v.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
         Profile.measure("backward norm") {
             RMSNorm.backward(g.norm.pointer, ws.layerInputs[l].pointer, w.attentionNorm, rstd: a.rstd1.pointer, dx, rows: N, channels: C)

@@ -1,5 +1,6 @@
 // The Llama forward pass: embeddings → L × (RMSNorm, attention, residual, RMSNorm, SwiGLU MLP, residual)
 // → final RMSNorm → LM head. Every projection goes through `project`, which also applies the adapter.
+// Family differences come from `config.architecture` (q/k/v bias, per-head QK-norm, per-layer sliding window).
 // Letters: B batch, T tokens per sequence, N = B·T rows, C hidden, H/K query/kv heads, D head dim, I MLP width, V vocab.
 import DTKernels
 import Foundation
@@ -30,18 +31,27 @@ extension LlamaModel {
         }
         let kOut = cache.map { $0.keys[l].pointer + start * KD } ?? a.k.pointer
         let vOut = cache.map { $0.values[l].pointer + start * KD } ?? a.v.pointer
-        project(l, .q, a.norm1.pointer, a.q.pointer, rows: N, ws: ws, adapter: adapter)
-        project(l, .k, a.norm1.pointer, kOut, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
+        // With QK-norm, q and k are projected into qRaw/kRaw and normed per head (D channels) into q/kOut.
+        let qNorm = w.queryNorm, kNorm = w.keyNorm
+        let qProjected = qNorm == nil ? a.q.pointer : a.qRaw.pointer, kProjected = kNorm == nil ? kOut : a.kRaw.pointer
+        project(l, .q, a.norm1.pointer, qProjected, rows: N, ws: ws, adapter: adapter)
+        project(l, .k, a.norm1.pointer, kProjected, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
         project(l, .v, a.norm1.pointer, vOut, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
-        if let b = w.biases[.q] { Vector.addBias(a.q.pointer, b, rows: N, cols: HD) }
-        if let b = w.biases[.k] { Vector.addBias(kOut, b, rows: N, cols: KD) }
+        if let b = w.biases[.q] { Vector.addBias(qProjected, b, rows: N, cols: HD) }
+        if let b = w.biases[.k] { Vector.addBias(kProjected, b, rows: N, cols: KD) }
         if let b = w.biases[.v] { Vector.addBias(vOut, b, rows: N, cols: KD) }
+        if let qNorm, let kNorm {
+            Profile.measure("forward norm") {
+                RMSNorm.forward(qProjected, qNorm, a.q.pointer, rstd: a.rstdQ.pointer, rows: N * c.heads, channels: c.headDim, eps: c.rmsNormEps)
+                RMSNorm.forward(kProjected, kNorm, kOut, rstd: a.rstdK.pointer, rows: N * c.kvHeads, channels: c.headDim, eps: c.rmsNormEps)
+            }
+        }
         Profile.measure("forward rope") {
             rope.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
             rope.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
         }
         let shape = AttentionShape(batch: ws.batch, queryLength: T, keyLength: start + T,
-                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, window: c.architecture.window(layer: l))
         Profile.measure("forward attention") {
             Attention.forward(shape, q: a.q.pointer,
                               k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),

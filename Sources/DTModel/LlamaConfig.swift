@@ -1,9 +1,11 @@
-// Hyper-parameters of a Llama-family model (llama, mistral, qwen2), read from GGUF metadata or HF config.json.
+// Hyper-parameters of a Llama-family model, read from GGUF metadata or HF config.json; what the family does
+// differently from Llama is its resolved `Architecture`.
 import DTFormats
 import Foundation
 
 public struct LlamaConfig: Equatable, Sendable {
-    public var architecture: String
+    /// The family's description, resolved against this checkpoint (bias, sliding window).
+    public var architecture: Architecture
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -17,8 +19,6 @@ public struct LlamaConfig: Equatable, Sendable {
     public var ropeScaling: Llama3RopeScaling?
     public var maxPositions: Int
     public var tiedEmbeddings: Bool
-    /// q/k/v projections carry a bias (qwen2).
-    public var attentionBias: Bool
 
     public struct Llama3RopeScaling: Equatable, Sendable {
         public var factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int
@@ -49,20 +49,22 @@ public struct LlamaConfig: Equatable, Sendable {
     /// Parameters in the frozen base (embedding counted once when tied).
     public var parameterCount: Int {
         let attention = hiddenSize * heads * headDim * 2 + hiddenSize * kvHeads * headDim * 2
-            + (attentionBias ? heads * headDim + 2 * kvHeads * headDim : 0)
+            + (architecture.qkvBias ? heads * headDim + 2 * kvHeads * headDim : 0)
+            + (architecture.qkNorm ? 2 * headDim : 0)
         let mlp = 3 * hiddenSize * intermediateSize
         let perLayer = attention + mlp + 2 * hiddenSize
         return vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + layers * perLayer + hiddenSize
     }
 
-    static let supported: Set<String> = ["llama", "mistral", "qwen2"]
-
     /// Checks every hyper-parameter's range and their consistency; `names` maps a field to its key in the
     /// file (HF config.json or GGUF metadata), so the message names the key the user can fix.
     func validate(file: String, names: [String: String]) throws {
         func key(_ field: String) -> String { names[field] ?? field }
-        guard Self.supported.contains(architecture) else {
-            throw FormatError.key(file, key("architecture"), "expected one of llama, mistral, qwen2; found '\(architecture)'")
+        if let w = architecture.slidingWindow, w < 1 || w > 1 << 24 {
+            throw FormatError.key(file, key("slidingWindow"), "expected a positive window (at most \(1 << 24)), found \(w)")
+        }
+        if case .listed(let flags) = architecture.windowedLayers, flags.count != layers {
+            throw FormatError.key(file, key("windowedLayers"), "expected one entry per layer (\(layers)), found \(flags.count)")
         }
         let checks: [(String, Int)] = [("vocabSize", vocabSize), ("hiddenSize", hiddenSize), ("intermediateSize", intermediateSize),
                                        ("layers", layers), ("heads", heads), ("kvHeads", kvHeads), ("headDim", headDim),
@@ -103,9 +105,7 @@ extension LlamaConfig {
         guard let arch = gguf.metadata["general.architecture"]?.string else {
             throw FormatError.key(file, "general.architecture", "missing")
         }
-        guard Self.supported.contains(arch) else {
-            throw FormatError.key(file, "general.architecture", "expected one of llama, mistral, qwen2; found '\(arch)'")
-        }
+        var family = try Architecture.gguf(arch, file: file)
         func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
             if let v = gguf.metadata["\(arch).\(key)"]?.int { return v }
             if let fallback { return fallback }
@@ -122,21 +122,25 @@ extension LlamaConfig {
             ?? gguf.metadata["tokenizer.ggml.tokens"]?.array?.count
             ?? gguf.tensor("token_embd.weight").map { $0.dims[1] }
             ?? { throw FormatError.key(file, "\(arch).vocab_size", "missing (and no tokenizer or token_embd.weight)") }()
-        self.init(architecture: arch, vocabSize: vocab, hiddenSize: hidden,
+        family.qkvBias = gguf.tensor("blk.0.attn_q.bias") != nil
+        if let w = gguf.metadata["\(arch).attention.sliding_window"] {
+            guard let n = w.int else { throw FormatError.key(file, "\(arch).attention.sliding_window", "expected an integer, found \(w)") }
+            family.slidingWindow = n
+        }
+        self.init(architecture: family, vocabSize: vocab, hiddenSize: hidden,
                   intermediateSize: try int("feed_forward_length"), layers: try int("block_count"),
                   heads: heads, kvHeads: try int("attention.head_count_kv", heads),
                   headDim: try int("attention.key_length", hidden / max(heads, 1)),
                   rmsNormEps: try float("attention.layer_norm_rms_epsilon", 1e-5),
                   ropeTheta: try float("rope.freq_base", 10000), ropeScaling: nil,
                   maxPositions: try int("context_length", 2048),
-                  tiedEmbeddings: gguf.tensor("output.weight") == nil,
-                  attentionBias: gguf.tensor("blk.0.attn_q.bias") != nil)
+                  tiedEmbeddings: gguf.tensor("output.weight") == nil)
         try validate(file: file, names: [
             "architecture": "general.architecture", "vocabSize": "\(arch).vocab_size", "hiddenSize": "\(arch).embedding_length",
             "intermediateSize": "\(arch).feed_forward_length", "layers": "\(arch).block_count", "heads": "\(arch).attention.head_count",
             "kvHeads": "\(arch).attention.head_count_kv", "headDim": "\(arch).attention.key_length",
             "rmsNormEps": "\(arch).attention.layer_norm_rms_epsilon", "ropeTheta": "\(arch).rope.freq_base",
-            "maxPositions": "\(arch).context_length"])
+            "maxPositions": "\(arch).context_length", "slidingWindow": "\(arch).attention.sliding_window"])
     }
 
     /// From a Hugging Face config.json. Integers must be JSON integers and numbers finite (JSONFields).
@@ -164,18 +168,22 @@ extension LlamaConfig {
         if let params = try json.object("rope_parameters"), params.has("rope_theta") {
             theta = try params.number("rope_theta", expected: "a RoPE base above 1", where: { $0 > 1 })
         }
+        let layers = try json.integer("num_hidden_layers", in: size)
+        var family = try Architecture.hf(modelType: modelType, architectures: try json.strings("architectures"), file: path)
+        family.qkvBias = try json.bool("attention_bias", default: family.qkvBias)
+        try family.resolveSlidingWindow(json, layers: layers)
         let eps = try json.number("rms_norm_eps", default: 1e-6, expected: "an epsilon in (0, 1)", where: { $0 > 0 && $0 < 1 })
-        self.init(architecture: modelType, vocabSize: try json.integer("vocab_size", in: size), hiddenSize: hidden,
-                  intermediateSize: try json.integer("intermediate_size", in: size), layers: try json.integer("num_hidden_layers", in: size),
+        self.init(architecture: family, vocabSize: try json.integer("vocab_size", in: size), hiddenSize: hidden,
+                  intermediateSize: try json.integer("intermediate_size", in: size), layers: layers,
                   heads: heads, kvHeads: try json.integer("num_key_value_heads", default: heads, in: size),
                   headDim: try json.integer("head_dim", default: hidden / heads, in: size),
                   rmsNormEps: Float(eps), ropeTheta: Float(theta), ropeScaling: scaling,
                   maxPositions: try json.integer("max_position_embeddings", default: 2048, in: size),
-                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: false),
-                  attentionBias: try json.bool("attention_bias", default: modelType == "qwen2"))
+                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: false))
         try validate(file: path, names: [
             "architecture": "model_type", "vocabSize": "vocab_size", "hiddenSize": "hidden_size", "intermediateSize": "intermediate_size",
             "layers": "num_hidden_layers", "heads": "num_attention_heads", "kvHeads": "num_key_value_heads", "headDim": "head_dim",
-            "rmsNormEps": "rms_norm_eps", "ropeTheta": "rope_theta", "maxPositions": "max_position_embeddings", "ropeScaling": scalingKey])
+            "rmsNormEps": "rms_norm_eps", "ropeTheta": "rope_theta", "maxPositions": "max_position_embeddings", "ropeScaling": scalingKey,
+            "slidingWindow": "sliding_window", "windowedLayers": "layer_types"])
     }
 }

@@ -19,8 +19,10 @@ public struct LayerWeights {
     public var mlpNorm: [Float]           // (C)
     /// q (H·D, C), k (K·D, C), v (K·D, C), o (C, H·D), gate (I, C), up (I, C), down (C, I)
     public var projections: [TensorNames.Projection: FrozenMatrix]
-    /// qwen2 only: q (H·D), k (K·D), v (K·D)
+    /// with Architecture.qkvBias: q (H·D), k (K·D), v (K·D)
     public var biases: [TensorNames.Projection: [Float]]
+    /// with Architecture.qkNorm: per-head RMSNorm weights of q and k, (D) each
+    public var queryNorm: [Float]?, keyNorm: [Float]?
 }
 
 public final class LlamaModel {
@@ -151,14 +153,16 @@ public final class LlamaModel {
                 projections[p] = try matrix(TensorNames.projection(l, p), rows: rows, cols: cols)
             }
             var biases: [TensorNames.Projection: [Float]] = [:]
-            if c.attentionBias {
+            if c.architecture.qkvBias {
                 biases[.q] = try vector(TensorNames.projection(l, .q, bias: true), qRows)
                 biases[.k] = try vector(TensorNames.projection(l, .k, bias: true), kvRows)
                 biases[.v] = try vector(TensorNames.projection(l, .v, bias: true), kvRows)
             }
             layers.append(LayerWeights(attentionNorm: try vector(TensorNames.attentionNorm(l), C),
                                        mlpNorm: try vector(TensorNames.mlpNorm(l), C),
-                                       projections: projections, biases: biases))
+                                       projections: projections, biases: biases,
+                                       queryNorm: c.architecture.qkNorm ? try vector(TensorNames.queryNorm(l), c.headDim) : nil,
+                                       keyNorm: c.architecture.qkNorm ? try vector(TensorNames.keyNorm(l), c.headDim) : nil))
         }
         self.layers = layers
         // What the matrices left behind (1-D tensors, pages shared by neighbours; with large page-cache folios
@@ -178,7 +182,7 @@ public final class LlamaModel {
 
     /// The model file and key that state its context length (for messages).
     public var contextKey: (file: String, key: String) {
-        source.gguf != nil ? (source.path, "\(config.architecture).context_length")
+        source.gguf != nil ? (source.path, "\(config.architecture.name).context_length")
             : ((source.path as NSString).appendingPathComponent("config.json"), "max_position_embeddings")
     }
 

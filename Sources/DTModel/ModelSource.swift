@@ -92,10 +92,8 @@ public final class ModelSource {
                 throw FormatError.key(g.path, ggufName, "tensor type \(info.type.name) is not supported (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K)")
             }
             var permuted: Int?
-            if ["llama", "mistral"].contains(config.architecture) {
-                if name.hasSuffix("q_proj.weight") || name.hasSuffix("q_proj.bias") { permuted = config.heads }
-                if name.hasSuffix("k_proj.weight") || name.hasSuffix("k_proj.bias") { permuted = config.kvHeads }
-            }
+            if name.hasSuffix("q_proj.weight") || name.hasSuffix("q_proj.bias") { permuted = config.ggufPermutedHeads(.q) }
+            if name.hasSuffix("k_proj.weight") || name.hasSuffix("k_proj.bias") { permuted = config.ggufPermutedHeads(.k) }
             return RawTensor(name: name, type: info.type, shape: info.dims.reversed(), data: g.data(of: info).baseAddress!,
                              owner: g, permutedHeads: permuted, file: g.path)
         }

@@ -25,6 +25,9 @@ public enum TensorNames {
     public static let lmHead = "lm_head.weight"
     public static func attentionNorm(_ layer: Int) -> String { "model.layers.\(layer).input_layernorm.weight" }
     public static func mlpNorm(_ layer: Int) -> String { "model.layers.\(layer).post_attention_layernorm.weight" }
+    /// Per-head RMSNorm weights (D) of q and k (Architecture.qkNorm).
+    public static func queryNorm(_ layer: Int) -> String { "model.layers.\(layer).self_attn.q_norm.weight" }
+    public static func keyNorm(_ layer: Int) -> String { "model.layers.\(layer).self_attn.k_norm.weight" }
     public static func projection(_ layer: Int, _ p: Projection, bias: Bool = false) -> String {
         "model.layers.\(layer).\(p.modulePath).\(bias ? "bias" : "weight")"
     }
@@ -42,6 +45,8 @@ public enum TensorNames {
         let rest = parts[3...].joined(separator: ".")
         if rest == "input_layernorm.weight" { return "blk.\(layer).attn_norm.weight" }
         if rest == "post_attention_layernorm.weight" { return "blk.\(layer).ffn_norm.weight" }
+        if rest == "self_attn.q_norm.weight" { return "blk.\(layer).attn_q_norm.weight" }
+        if rest == "self_attn.k_norm.weight" { return "blk.\(layer).attn_k_norm.weight" }
         for p in Projection.allCases {
             if rest == "\(p.modulePath).weight" { return "blk.\(layer).\(p.ggufName).weight" }
             if rest == "\(p.modulePath).bias" { return "blk.\(layer).\(p.ggufName).bias" }
@@ -86,11 +91,10 @@ extension LlamaConfig {
     }
 
     /// The llama.cpp architecture name a GGUF of this model carries (convert_hf_to_gguf writes Mistral as llama).
-    public var ggufArchitecture: String { architecture == "mistral" ? "llama" : architecture }
+    public var ggufArchitecture: String { architecture.ggufName }
 
     /// Heads whose rows llama.cpp permutes in a GGUF of this model (llama architecture: q and k), else nil.
     public func ggufPermutedHeads(_ p: TensorNames.Projection) -> Int? {
-        guard ggufArchitecture == "llama" else { return nil }
-        switch p { case .q: return heads; case .k: return kvHeads; default: return nil }
+        architecture.ggufPermutedHeads(p, heads: heads, kvHeads: kvHeads)
     }
 }

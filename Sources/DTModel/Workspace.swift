@@ -7,6 +7,11 @@ public final class LayerActivations {
     public let rstd1: FloatBuffer          // (N)
     public let q: FloatBuffer              // (N, H·D) after RoPE
     public let k: FloatBuffer              // (N, K·D) after RoPE
+    /// QK-norm only (else empty): q, k before their per-head RMSNorm, and its rstd
+    public let qRaw: FloatBuffer           // (N, H·D)
+    public let kRaw: FloatBuffer           // (N, K·D)
+    public let rstdQ: FloatBuffer          // (N·H)
+    public let rstdK: FloatBuffer          // (N·K)
     public let v: FloatBuffer              // (N, K·D)
     public let probabilities: FloatBuffer  // (B, H, T, T)
     public let attention: FloatBuffer      // (N, H·D) before o_proj
@@ -22,6 +27,9 @@ public final class LayerActivations {
         norm1 = FloatBuffer(count: n * c.hiddenSize); rstd1 = FloatBuffer(count: n)
         q = FloatBuffer(count: n * c.heads * c.headDim)
         k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
+        let qkNorm = c.architecture.qkNorm ? 1 : 0
+        qRaw = FloatBuffer(count: qkNorm * n * c.heads * c.headDim); kRaw = FloatBuffer(count: qkNorm * n * c.kvHeads * c.headDim)
+        rstdQ = FloatBuffer(count: qkNorm * n * c.heads); rstdK = FloatBuffer(count: qkNorm * n * c.kvHeads)
         probabilities = FloatBuffer(count: batch * c.heads * length * length)
         attention = FloatBuffer(count: n * c.heads * c.headDim)
         middle = FloatBuffer(count: n * c.hiddenSize); norm2 = FloatBuffer(count: n * c.hiddenSize); rstd2 = FloatBuffer(count: n)
@@ -30,7 +38,7 @@ public final class LayerActivations {
     }
 
     var bytes: Int {
-        [norm1, rstd1, q, k, v, probabilities, attention, middle, norm2, rstd2, gate, up, hidden].reduce(0) { $0 + $1.count * 4 }
+        [norm1, rstd1, q, k, v, qRaw, kRaw, rstdQ, rstdK, probabilities, attention, middle, norm2, rstd2, gate, up, hidden].reduce(0) { $0 + $1.count * 4 }
     }
 }
 
@@ -42,6 +50,9 @@ public final class GradientBuffers {
     public let q: FloatBuffer           // (N, H·D)
     public let k: FloatBuffer           // (N, K·D)
     public let v: FloatBuffer           // (N, K·D)
+    /// QK-norm only (else empty): dL/d q, k before their per-head RMSNorm
+    public let qRaw: FloatBuffer        // (N, H·D)
+    public let kRaw: FloatBuffer        // (N, K·D)
     public let hidden: FloatBuffer      // (N, I)
     public let gate: FloatBuffer        // (N, I)
     public let up: FloatBuffer          // (N, I)
@@ -52,6 +63,8 @@ public final class GradientBuffers {
         stream = FloatBuffer(count: n * c.hiddenSize); norm = FloatBuffer(count: n * c.hiddenSize)
         attention = FloatBuffer(count: n * c.heads * c.headDim); q = FloatBuffer(count: n * c.heads * c.headDim)
         k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
+        let qkNorm = c.architecture.qkNorm ? 1 : 0
+        qRaw = FloatBuffer(count: qkNorm * n * c.heads * c.headDim); kRaw = FloatBuffer(count: qkNorm * n * c.kvHeads * c.headDim)
         hidden = FloatBuffer(count: n * c.intermediateSize); gate = FloatBuffer(count: n * c.intermediateSize)
         up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: max(1, Parallel.workers) * length * length)
     }
@@ -196,10 +209,12 @@ public final class ForwardWorkspace {
         let n = B * T, C = Double(c.hiddenSize), I = Double(c.intermediateSize), V = Double(c.vocabSize)
         let HD = Double(c.heads * c.headDim), KD = Double(c.kvHeads * c.headDim), L = Double(c.layers)
         let training = mode != .inference, keepAll = mode == .training(recompute: false)
+        let qkNorm = c.architecture.qkNorm ? 1.0 : 0.0
         let layer = n * (4 * C + 2 * HD + 2 * KD + 3 * I + 2) + B * Double(c.heads) * T * T
+            + qkNorm * n * (HD + KD + Double(c.heads + c.kvHeads))
         var floats = (keepAll ? L : 1) * layer + (training ? L * n * C : 0) + n * (2 * C + 2)
         floats += withLogits ? n * (V + C) : 0
-        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T }
+        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T + qkNorm * n * (HD + KD) }
         let scratch = model.productScratchElements(rows: batch * length)
         let scratchBytes = Double(scratch.weights) * (model.compute == .bf16 ? 6 : 4) + Double(scratch.input) * 2
         return 4 * floats + 16 * n + scratchBytes

@@ -280,7 +280,7 @@ final class ExportMergeTests: XCTestCase {
         XCTAssertThrowsError(try LoRAWeights.read(tinyGGUF, config: tiny)) { e in
             XCTAssertTrue("\(e)".contains("llama.gguf.bin") && "\(e)".contains("general.type") && "\(e)".contains("--model"), "\(e)")
         }
-        var qwen = tiny; qwen.architecture = "qwen2"
+        var qwen = tiny; qwen.architecture = .qwen2
         let file = temporaryDirectory() + "/a.gguf"
         try LoRAWeights.readPEFT(try interop("peft_lora"), config: tiny).writeGGUF(file, config: tiny, outType: .f32, description: [], overwrite: false)
         XCTAssertThrowsError(try LoRAWeights.read(file, config: qwen)) { e in

@@ -1,0 +1,147 @@
+// The architecture description: how a model family differs from plain Llama, as data. One value per
+// family (the table below), read from config.json `model_type` or GGUF `general.architecture`, then
+// resolved against the checkpoint's own keys (bias, sliding window); the one forward/backward pair reads it.
+// Families dtrain knows but does not build (mixture of experts, vision towers, …) are refused by name.
+import DTFormats
+
+public struct Architecture: Equatable, Sendable {
+    /// The family's HF `model_type` (llama, mistral, qwen2, qwen3).
+    public var name: String
+    /// The architecture string llama.cpp's converter writes to a GGUF of this family (mistral: llama).
+    public var ggufName: String
+    /// llama.cpp stores q/k rows permuted for adjacent-pair RoPE (LlamaCppRowOrder) in this family's GGUF.
+    public var ggufPermutesQK: Bool
+    /// q/k/v projections carry a bias (qwen2; any family whose config says `attention_bias`).
+    public var qkvBias: Bool
+    /// Per-head RMSNorm of q and k (weights `self_attn.q_norm`/`k_norm` of size D) before RoPE (qwen3).
+    public var qkNorm: Bool
+    /// Attention of a windowed layer sees only the last `slidingWindow` keys (key j visible to query i iff
+    /// i − window < j ≤ i); nil: full causal attention everywhere.
+    public var slidingWindow: Int?
+    /// Which layers use the window (see `window(layer:)`).
+    public var windowedLayers: WindowedLayers
+    /// How the family's config.json states its window.
+    public var windowKeys: WindowKeys
+
+    public enum WindowKeys: Equatable, Sendable {
+        /// The family has no sliding window.
+        case none
+        /// `sliding_window` (an integer, or null for none) applies to every layer (mistral).
+        case everyLayer
+        /// `use_sliding_window` turns `sliding_window` on for the layers `layer_types` marks "sliding_attention",
+        /// or without that list for layers ≥ `max_window_layers` (qwen2, qwen3).
+        case optIn
+    }
+
+    public enum WindowedLayers: Equatable, Sendable {
+        /// Every layer (mistral).
+        case all
+        /// Layer l is windowed iff flags[l] (HF `layer_types`, or qwen2's `max_window_layers` rule).
+        case listed([Bool])
+    }
+
+    /// The window of layer `l`'s attention, or nil for full causal attention.
+    public func window(layer l: Int) -> Int? {
+        guard let w = slidingWindow else { return nil }
+        switch windowedLayers {
+        case .all: return w
+        case .listed(let flags): return flags[l] ? w : nil
+        }
+    }
+
+    /// Whether any layer is windowed.
+    public var hasSlidingWindow: Bool {
+        guard slidingWindow != nil else { return false }
+        if case .listed(let flags) = windowedLayers { return flags.contains(true) }
+        return true
+    }
+
+    public static let llama = Architecture(name: "llama", ggufName: "llama", ggufPermutesQK: true, qkvBias: false, qkNorm: false,
+                                           slidingWindow: nil, windowedLayers: .all, windowKeys: .none)
+    public static let mistral = Architecture(name: "mistral", ggufName: "llama", ggufPermutesQK: true, qkvBias: false, qkNorm: false,
+                                             slidingWindow: nil, windowedLayers: .all, windowKeys: .everyLayer)
+    public static let qwen2 = Architecture(name: "qwen2", ggufName: "qwen2", ggufPermutesQK: false, qkvBias: true, qkNorm: false,
+                                           slidingWindow: nil, windowedLayers: .all, windowKeys: .optIn)
+    public static let qwen3 = Architecture(name: "qwen3", ggufName: "qwen3", ggufPermutesQK: false, qkvBias: false, qkNorm: true,
+                                           slidingWindow: nil, windowedLayers: .all, windowKeys: .optIn)
+
+    /// The built families by HF `model_type`.
+    public static let families: [String: Architecture] = ["llama": llama, "mistral": mistral, "qwen2": qwen2, "qwen3": qwen3]
+
+    /// Families (HF model_type or GGUF architecture) dtrain recognises but does not build, with the reason.
+    static let refused: [String: String] = [
+        "mixtral": "mixture-of-experts layers are not built by dtrain",
+        "qwen2_moe": "mixture-of-experts layers are not built by dtrain",
+        "qwen3_moe": "mixture-of-experts layers are not built by dtrain",
+        "qwen2moe": "mixture-of-experts layers are not built by dtrain",
+        "qwen3moe": "mixture-of-experts layers are not built by dtrain",
+        "llama4": "mixture-of-experts layers and chunked attention are not built by dtrain",
+        "gemma": "Gemma's (1 + w) RMSNorm and GeGLU MLP are not built yet",
+        "gemma2": "Gemma 2's sandwich norms, GeGLU and soft-capping are not built yet",
+        "gemma3": "Gemma 3's vision tower is not built (and its text layers not yet)",
+        "gemma3_text": "Gemma 3's sandwich norms, GeGLU and local:global attention are not built yet",
+        "phi3": "Phi-3's fused qkv_proj / gate_up_proj are not built yet",
+        "qwen2_vl": "vision towers are not built by dtrain",
+        "llava": "vision towers are not built by dtrain",
+        "mllama": "vision towers are not built by dtrain",
+    ]
+
+    static var supportedList: String { families.keys.sorted().joined(separator: ", ") }
+
+    /// The family of HF `model_type` (config.json at `file`), or a typed error naming the key.
+    public static func hf(modelType: String, architectures: [String]?, file: String) throws -> Architecture {
+        if let reason = refused[modelType] {
+            throw FormatError.key(file, "model_type", "'\(modelType)' is not supported: \(reason)")
+        }
+        guard let family = families[modelType] else {
+            throw FormatError.key(file, "model_type", "expected one of \(supportedList); found '\(modelType)'")
+        }
+        for cls in architectures ?? [] where !cls.hasSuffix("ForCausalLM") && !cls.hasSuffix("Model") {
+            throw FormatError.key(file, "architectures", "'\(cls)' is not supported: dtrain builds the causal LM only (no vision towers or task heads)")
+        }
+        return family
+    }
+
+    /// The family of a GGUF `general.architecture`, or a typed error naming the key.
+    public static func gguf(_ arch: String, file: String) throws -> Architecture {
+        if let reason = refused[arch] {
+            throw FormatError.key(file, "general.architecture", "'\(arch)' is not supported: \(reason)")
+        }
+        guard let family = families[arch] else {
+            throw FormatError.key(file, "general.architecture", "expected one of \(supportedList); found '\(arch)'")
+        }
+        return family
+    }
+
+    /// Heads whose rows llama.cpp permutes in a GGUF of this family for projection p (q: H, k: K), else nil.
+    public func ggufPermutedHeads(_ p: TensorNames.Projection, heads: Int, kvHeads: Int) -> Int? {
+        guard ggufPermutesQK else { return nil }
+        switch p { case .q: return heads; case .k: return kvHeads; default: return nil }
+    }
+}
+
+extension Architecture {
+    /// Sets the window and its layers from config.json the way transformers reads this family's keys.
+    mutating func resolveSlidingWindow(_ json: JSONFields, layers: Int) throws {
+        let size = 1...(1 << 24)
+        switch windowKeys {
+        case .none:
+            slidingWindow = nil
+        case .everyLayer:
+            slidingWindow = json.has("sliding_window") ? try json.integer("sliding_window", in: size) : nil
+            windowedLayers = .all
+        case .optIn:
+            guard try json.bool("use_sliding_window", default: false) else { slidingWindow = nil; return }
+            slidingWindow = try json.integer("sliding_window", default: 4096, in: size)
+            if let types = try json.strings("layer_types") {
+                for (i, t) in types.enumerated() where t != "sliding_attention" && t != "full_attention" {
+                    throw FormatError.key(json.file, "layer_types[\(i)]", "expected 'sliding_attention' or 'full_attention', found '\(t)'")
+                }
+                windowedLayers = .listed(types.map { $0 == "sliding_attention" })
+            } else {
+                let first = try json.integer("max_window_layers", default: 28, in: 0...(1 << 24))
+                windowedLayers = .listed((0..<layers).map { $0 >= first })
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+"""Golden fixtures for the architecture families (Tests/DTModelTests/Fixtures/families/<name>/):
+  - model/: a small random-weight checkpoint saved by transformers as bf16 sharded safetensors
+  - expected.safetensors: transformers' fp32 logits (weights = the bf16 values) for ids.json's two sequences,
+    the first longer than the sliding window, the second right-padded (attention_mask)
+  - ids.json: the ids, mask and what was checked
+  - model.gguf.bin: the same weights (BF16) written with the gguf package the way llama.cpp's converter names
+    them (llama arch: Q/K rows permuted for adjacent-pair RoPE)
+Run (in a throwaway venv outside the repo, see make_model_fixtures.py):
+    HF_HUB_OFFLINE=1 /tmp/ref/bin/python scripts/make_family_fixtures.py
+Made with torch 2.15.0, transformers 5.24.0, gguf 0.19.0, safetensors 0.8.0.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+import gguf
+from gguf import GGMLQuantizationType as Q
+from safetensors.torch import save_file
+
+OUT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "Tests", "DTModelTests", "Fixtures", "families"))
+COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=64, initializer_range=0.2)
+LENGTH = 24
+
+
+def permute(w, heads):
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_names(layers, qk_norm):
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    pairs = [("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"), ("self_attn.q_proj", "attn_q"),
+             ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
+             ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]
+    if qk_norm:
+        pairs += [("self_attn.q_norm", "attn_q_norm"), ("self_attn.k_norm", "attn_k_norm")]
+    for l in range(layers):
+        for hf, gg in pairs:
+            names[f"model.layers.{l}.{hf}.weight"] = f"blk.{l}.{gg}.weight"
+            names[f"model.layers.{l}.{hf}.bias"] = f"blk.{l}.{gg}.bias"
+    return names
+
+
+def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=False):
+    w = gguf.GGUFWriter(path, arch)
+    w.add_block_count(cfg.num_hidden_layers); w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads); w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps); w.add_context_length(cfg.max_position_embeddings)
+    w.add_vocab_size(cfg.vocab_size)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    w.add_key_length(head_dim); w.add_value_length(head_dim); w.add_rope_dimension_count(head_dim)
+    if sliding_window is not None:
+        w.add_sliding_window(sliding_window)
+    names = gguf_names(cfg.num_hidden_layers, qk_norm)
+    for hf, t in sd.items():
+        gg = names[hf]
+        t = t.float().numpy()
+        if permute_qk and (".attn_q." in gg):
+            t = permute(t, cfg.num_attention_heads)
+        if permute_qk and (".attn_k." in gg):
+            t = permute(t, cfg.num_key_value_heads)
+        if t.ndim == 2:   # bf16 values: stored exactly as BF16
+            w.add_tensor(gg, gguf.quants.quantize(t, Q.BF16), raw_dtype=Q.BF16)
+        else:
+            w.add_tensor(gg, t.astype(np.float32))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=False, note=""):
+    d = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    with torch.no_grad():   # norm weights away from HF's init of ones, so their use is tested
+        for k, v in model.named_parameters():
+            if k.endswith("norm.weight"):
+                v.normal_(1.0, 0.2)
+    model = model.to(torch.bfloat16).eval()   # the checkpoint's values: bf16
+    model.save_pretrained(os.path.join(d, "model"), safe_serialization=True, max_shard_size="100KB")
+    gen = os.path.join(d, "model", "generation_config.json")
+    if os.path.exists(gen):
+        os.remove(gen)
+    # fp32 compute on exactly those values, loaded back the way a user loads the checkpoint (a model cast to
+    # bf16 and back would keep its RoPE inverse frequencies rounded to bf16).
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(d, "model"), dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, model.config.vocab_size, (2, LENGTH), generator=g)
+    mask = torch.tensor([[1] * LENGTH, [1] * (LENGTH - 7) + [0] * 7])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits.float().contiguous()
+    if sliding_window is not None:   # the window must matter on this text, or the fixture would not test it
+        full = type(model)(type(model.config)(**{**model.config.to_dict(), "sliding_window": None})).float().eval()
+        full.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert (full(input_ids=ids, attention_mask=mask).logits - logits).abs().max() > 1e-2
+    save_file({"logits": logits}, os.path.join(d, "expected.safetensors"))
+    json.dump({"ids": ids.tolist(), "attention_mask": mask.tolist(), "sliding_window": sliding_window,
+               "notes": note}, open(os.path.join(d, "ids.json"), "w"), indent=1)
+    sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight" or not model.config.tie_word_embeddings}
+    write_gguf(os.path.join(d, "model.gguf.bin"), gguf_arch, model.config, sd, permute_qk, sliding_window, qk_norm)
+    for root, _, files in os.walk(d):
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            print(f"{os.path.getsize(p):>9}  {os.path.relpath(p, OUT)}")
+
+
+def main():
+    from transformers import MistralConfig, MistralForCausalLM
+    torch.manual_seed(10)
+    window = 5
+    family("mistral_sliding",
+           MistralForCausalLM(MistralConfig(**COMMON, tie_word_embeddings=False, sliding_window=window,
+                                            attn_implementation="eager")),
+           "llama", permute_qk=True, sliding_window=window,
+           note=f"sliding_window {window} < {LENGTH} tokens: every layer attends to the last {window} keys")
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    torch.manual_seed(11)
+    family("qwen3",
+           Qwen3ForCausalLM(Qwen3Config(**{**COMMON, "num_attention_heads": 2, "num_key_value_heads": 1}, head_dim=48,
+                                        tie_word_embeddings=True, attn_implementation="eager")),
+           "qwen3", permute_qk=False, qk_norm=True,
+           note="per-head q/k RMSNorm before RoPE, head_dim 48 != hidden/heads, no q/k/v bias, tied embeddings")
+
+
+if __name__ == "__main__":
+    main()
