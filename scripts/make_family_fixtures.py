@@ -29,12 +29,17 @@ def permute(w, heads):
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_names(layers, qk_norm):
+def gguf_names(layers, qk_norm, sandwich=False):
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
-    pairs = [("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"), ("self_attn.q_proj", "attn_q"),
+    pairs = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"),
              ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
              ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]
+    if sandwich:   # Gemma: post_attention_layernorm norms the attention output
+        pairs += [("post_attention_layernorm", "post_attention_norm"), ("pre_feedforward_layernorm", "ffn_norm"),
+                  ("post_feedforward_layernorm", "post_ffw_norm")]
+    else:
+        pairs += [("post_attention_layernorm", "ffn_norm")]
     if qk_norm:
         pairs += [("self_attn.q_norm", "attn_q_norm"), ("self_attn.k_norm", "attn_k_norm")]
     for l in range(layers):
@@ -44,21 +49,27 @@ def gguf_names(layers, qk_norm):
     return names
 
 
-def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=False):
+def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=False, sandwich=False, norm_shift=0.0,
+               window_pattern=None):
     w = gguf.GGUFWriter(path, arch)
     w.add_block_count(cfg.num_hidden_layers); w.add_embedding_length(cfg.hidden_size)
     w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads); w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    w.add_head_count_kv(cfg.num_key_value_heads); rp = cfg.rope_parameters
+    w.add_rope_freq_base(float(rp["rope_theta"] if "rope_theta" in rp else rp["full_attention"]["rope_theta"]))
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps); w.add_context_length(cfg.max_position_embeddings)
     w.add_vocab_size(cfg.vocab_size)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     w.add_key_length(head_dim); w.add_value_length(head_dim); w.add_rope_dimension_count(head_dim)
     if sliding_window is not None:
         w.add_sliding_window(sliding_window)
-    names = gguf_names(cfg.num_hidden_layers, qk_norm)
+    if window_pattern is not None:   # per layer, True = sliding
+        w.add_sliding_window_pattern(window_pattern)
+    names = gguf_names(cfg.num_hidden_layers, qk_norm, sandwich)
     for hf, t in sd.items():
         gg = names[hf]
         t = t.float().numpy()
+        if hf.endswith("norm.weight"):   # llama.cpp's Gemma converter stores 1 + w
+            t = t + norm_shift
         if permute_qk and (".attn_q." in gg):
             t = permute(t, cfg.num_attention_heads)
         if permute_qk and (".attn_k." in gg):
@@ -70,14 +81,17 @@ def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=Fal
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
 
-def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=False, note=""):
+def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=False, note="", sandwich=False, norm_shift=0.0,
+           window_pattern=None, gguf_config=None):
+    """gguf_config: config overrides under which transformers computes what the GGUF means (llama.cpp's fixed
+    semantics), saved as logits_gguf."""
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     with torch.no_grad():   # norm weights away from HF's init of ones, so their use is tested
         for k, v in model.named_parameters():
             if k.endswith("norm.weight"):
-                v.normal_(1.0, 0.2)
+                v.normal_(1.0 - norm_shift, 0.2)
     model = model.to(torch.bfloat16).eval()   # the checkpoint's values: bf16
     model.save_pretrained(os.path.join(d, "model"), safe_serialization=True, max_shard_size="100KB")
     gen = os.path.join(d, "model", "generation_config.json")
@@ -94,22 +108,33 @@ def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=Fals
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits.float().contiguous()
     if sliding_window is not None:   # the window must matter on this text, or the fixture would not test it
-        full = type(model)(type(model.config)(**{**model.config.to_dict(), "sliding_window": None})).float().eval()
+        full = type(model)(type(model.config)(**{**model.config.to_dict(), "sliding_window": 4096})).float().eval()
         full.load_state_dict(model.state_dict())
         with torch.no_grad():
             assert (full(input_ids=ids, attention_mask=mask).logits - logits).abs().max() > 1e-2
-    save_file({"logits": logits}, os.path.join(d, "expected.safetensors"))
+    tensors = {"logits": logits}
+    if gguf_config is not None:
+        other = type(model)(type(model.config)(**{**model.config.to_dict(), **gguf_config})).float().eval()
+        other.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            tensors["logits_gguf"] = other(input_ids=ids, attention_mask=mask).logits.float().contiguous()
+    save_file(tensors, os.path.join(d, "expected.safetensors"))
     json.dump({"ids": ids.tolist(), "attention_mask": mask.tolist(), "sliding_window": sliding_window,
                "notes": note}, open(os.path.join(d, "ids.json"), "w"), indent=1)
     sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight" or not model.config.tie_word_embeddings}
-    write_gguf(os.path.join(d, "model.gguf.bin"), gguf_arch, model.config, sd, permute_qk, sliding_window, qk_norm)
+    write_gguf(os.path.join(d, "model.gguf.bin"), gguf_arch, model.config, sd, permute_qk, sliding_window, qk_norm, sandwich,
+               norm_shift, window_pattern)
     for root, _, files in os.walk(d):
         for f in sorted(files):
             p = os.path.join(root, f)
             print(f"{os.path.getsize(p):>9}  {os.path.relpath(p, OUT)}")
 
 
-def main():
+def main(only):
+    if only in (None, "gemma3"):
+        gemma3()
+    if only == "gemma3":
+        return
     from transformers import MistralConfig, MistralForCausalLM
     torch.manual_seed(10)
     window = 5
@@ -127,5 +152,23 @@ def main():
            note="per-head q/k RMSNorm before RoPE, head_dim 48 != hidden/heads, no q/k/v bias, tied embeddings")
 
 
+def gemma3():
+    from transformers import Gemma3TextConfig, Gemma3ForCausalLM
+    torch.manual_seed(12)
+    window, types = 5, ["sliding_attention", "sliding_attention", "full_attention"]
+    config = Gemma3TextConfig(**{**COMMON, "num_hidden_layers": 3, "intermediate_size": 64, "rms_norm_eps": 1e-6}, head_dim=16, query_pre_attn_scalar=24,
+                              sliding_window=window, layer_types=types, tie_word_embeddings=True,
+                              rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+                                               "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+                              attn_implementation="eager")
+    family("gemma3", Gemma3ForCausalLM(config), "gemma3", permute_qk=False, sliding_window=window, qk_norm=True,
+           sandwich=True, norm_shift=1.0, window_pattern=[t == "sliding_attention" for t in types],
+           gguf_config={"query_pre_attn_scalar": 16},
+           note=f"(1 + w) RMSNorm, sandwich norms, embeddings x sqrt(64), GeGLU (gelu tanh), query_pre_attn_scalar 24, "
+                f"QK-norm, layers {types} with window {window} on {LENGTH} tokens, local RoPE base 1e4 / global 1e6, tied; "
+                "logits_gguf: llama.cpp's score scale 1/sqrt(head_dim)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -15,11 +15,14 @@ public struct AttentionShape {
     public var batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int
     /// Sliding window: a query sees at most this many keys, itself and the ones before (nil: all of them).
     public var window: Int?
-    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int? = nil) {
+    /// Score scale (Gemma's 1/√query_pre_attn_scalar); nil: 1/√D.
+    public var scale: Float?
+    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int? = nil, scale: Float? = nil) {
         precondition(heads % kvHeads == 0 && keyLength >= queryLength && (window ?? 1) >= 1)
         self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength
-        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window; self.scale = scale
     }
+    var scoreScale: Float { scale ?? 1 / Float(headDim).squareRoot() }
     public var start: Int { keyLength - queryLength }
 
     /// The first key query row t (absolute position start + t) may see: its segment's start (packed rows,
@@ -179,7 +182,7 @@ public enum Attention {
         precondition(segmentStarts == nil || s.start == 0, "packed rows are not continued from a KV cache")
         let (Tq, Tk, H, D) = (s.queryLength, s.keyLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
-        let scale = 1 / Float(D).squareRoot()
+        let scale = s.scoreScale
         let path = Path(compute, queries: Tq, keys: Tk, headDim: D)
         Parallel.withSingleThreadedBLAS(s.batch * H) { _, pairs in
             path.withScratch(slots: 2) { scratch in
@@ -244,7 +247,7 @@ public enum Attention {
         precondition(s.start == 0)
         let (T, H, D) = (s.queryLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
-        let scale = 1 / Float(D).squareRoot()
+        let scale = s.scoreScale
         let K = s.kvHeads
         let path = Path(compute, queries: T, keys: T, headDim: D)
         Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in

@@ -95,6 +95,33 @@ public struct RoPETable {
     }
 }
 
+/// Gemma's MLP gate: h = gelu_tanh(gate) · up, gelu_tanh(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+/// (PyTorch's `gelu(approximate="tanh")`, HF `gelu_pytorch_tanh`).
+public enum GeGLU {
+    static let c = Float((2 / Double.pi).squareRoot()), a: Float = 0.044715
+
+    /// h (N, I) = gelu_tanh(gate) · up
+    public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {
+        Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in for i in range {
+            let x = gate[i]
+            h[i] = 0.5 * x * (1 + tanhf(c * (x + a * x * x * x))) * up[i]
+        } }
+    }
+
+    /// dgate, dup (N, I) from dh (N, I).
+    public static func backward(_ dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
+        Parallel.ranges(count, minimumPerWorker: 1 << 14) { _, range in for i in range {
+            let x = gate[i]
+            let t = tanhf(c * (x + a * x * x * x))
+            let gelu = 0.5 * x * (1 + t)
+            let slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * a * x * x)
+            dgate[i] = dh[i] * up[i] * slope
+            dup[i] = dh[i] * gelu
+        } }
+    }
+}
+
 public enum SwiGLU {
     /// h (N, I) = silu(gate) · up
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, count: Int) {

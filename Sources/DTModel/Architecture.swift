@@ -22,6 +22,24 @@ public struct Architecture: Equatable, Sendable {
     public var windowedLayers: WindowedLayers
     /// How the family's config.json states its window.
     public var windowKeys: WindowKeys
+    /// RMSNorm weights as stored in HF checkpoints are w (0) or 1 + w (1: Gemma); llama.cpp's converter stores
+    /// the shifted values, so GGUF norms are used as they are.
+    public var normWeightOffset: Float = 0
+    /// Sandwich norms (Gemma): the attention and MLP outputs are normed (`post_attention_layernorm`,
+    /// `post_feedforward_layernorm`) before their residual adds; the MLP's input norm is `pre_feedforward_layernorm`.
+    public var sandwichNorms = false
+    /// The token embeddings are scaled by √hidden (Gemma).
+    public var scalesEmbeddings = false
+    /// The MLP's gate activation.
+    public var activation: Activation = .swiGLU
+    /// Attention scores are scaled by 1/√queryScale (HF `query_pre_attn_scalar`) instead of 1/√D; nil: 1/√D.
+    public var queryScale: Float?
+    /// RoPE base of the windowed layers (Gemma 3 `rope_local_base_freq`); nil: the model's base everywhere.
+    public var localRopeTheta: Float?
+
+    public enum Activation: String, Equatable, Sendable {
+        case swiGLU = "silu", geGLUTanh = "gelu_pytorch_tanh"
+    }
 
     public enum WindowKeys: Equatable, Sendable {
         /// The family has no sliding window.
@@ -31,6 +49,9 @@ public struct Architecture: Equatable, Sendable {
         /// `use_sliding_window` turns `sliding_window` on for the layers `layer_types` marks "sliding_attention",
         /// or without that list for layers ≥ `max_window_layers` (qwen2, qwen3).
         case optIn
+        /// `layer_types`, or without it every layer but each `pattern`-th (`sliding_window_pattern`), is windowed
+        /// with `sliding_window` (gemma3); its GGUF states the window and llama.cpp fixes the pattern.
+        case layerTypes(pattern: Int)
     }
 
     public enum WindowedLayers: Equatable, Sendable {
@@ -65,8 +86,16 @@ public struct Architecture: Equatable, Sendable {
     public static let qwen3 = Architecture(name: "qwen3", ggufName: "qwen3", ggufPermutesQK: false, qkvBias: false, qkNorm: true,
                                            slidingWindow: nil, windowedLayers: .all, windowKeys: .optIn)
 
+    public static let gemma3 = Architecture(name: "gemma3_text", ggufName: "gemma3", ggufPermutesQK: false, qkvBias: false, qkNorm: true,
+                                            slidingWindow: 4096, windowedLayers: .all, windowKeys: .layerTypes(pattern: 6),
+                                            normWeightOffset: 1, sandwichNorms: true, scalesEmbeddings: true, activation: .geGLUTanh,
+                                            queryScale: nil, localRopeTheta: 10000)
+
     /// The built families by HF `model_type`.
-    public static let families: [String: Architecture] = ["llama": llama, "mistral": mistral, "qwen2": qwen2, "qwen3": qwen3]
+    public static let families: [String: Architecture] = ["llama": llama, "mistral": mistral, "qwen2": qwen2, "qwen3": qwen3,
+                                                          "gemma3_text": gemma3]
+    /// GGUF architecture strings that are not an HF model_type.
+    static let ggufFamilies: [String: Architecture] = ["gemma3": gemma3]
 
     /// Families (HF model_type or GGUF architecture) dtrain recognises but does not build, with the reason.
     static let refused: [String: String] = [
@@ -78,8 +107,7 @@ public struct Architecture: Equatable, Sendable {
         "llama4": "mixture-of-experts layers and chunked attention are not built by dtrain",
         "gemma": "Gemma's (1 + w) RMSNorm and GeGLU MLP are not built yet",
         "gemma2": "Gemma 2's sandwich norms, GeGLU and soft-capping are not built yet",
-        "gemma3": "Gemma 3's vision tower is not built (and its text layers not yet)",
-        "gemma3_text": "Gemma 3's sandwich norms, GeGLU and local:global attention are not built yet",
+        "gemma3": "Gemma 3's vision tower is not built (its text model, model_type gemma3_text, is)",
         "phi3": "Phi-3's fused qkv_proj / gate_up_proj are not built yet",
         "qwen2_vl": "vision towers are not built by dtrain",
         "llava": "vision towers are not built by dtrain",
@@ -104,6 +132,7 @@ public struct Architecture: Equatable, Sendable {
 
     /// The family of a GGUF `general.architecture`, or a typed error naming the key.
     public static func gguf(_ arch: String, file: String) throws -> Architecture {
+        if let family = ggufFamilies[arch] { return family }
         if let reason = refused[arch] {
             throw FormatError.key(file, "general.architecture", "'\(arch)' is not supported: \(reason)")
         }
@@ -142,6 +171,52 @@ extension Architecture {
                 let first = try json.integer("max_window_layers", default: 28, in: 0...(1 << 24))
                 windowedLayers = .listed((0..<layers).map { $0 >= first })
             }
+        case .layerTypes(let defaultPattern):
+            slidingWindow = try json.integer("sliding_window", default: slidingWindow ?? 4096, in: size)
+            if let types = try json.strings("layer_types") {
+                for (i, t) in types.enumerated() where t != "sliding_attention" && t != "full_attention" {
+                    throw FormatError.key(json.file, "layer_types[\(i)]", "expected 'sliding_attention' or 'full_attention', found '\(t)'")
+                }
+                windowedLayers = .listed(types.map { $0 == "sliding_attention" })
+            } else {
+                let pattern = try json.integer("sliding_window_pattern", default: defaultPattern, in: size)
+                windowedLayers = .listed((0..<layers).map { ($0 + 1) % pattern != 0 })
+            }
         }
+    }
+
+    /// The window pattern of a GGUF of this family (llama.cpp fixes Gemma 3's: every 6th layer global).
+    mutating func resolveGGUFWindow(layers: Int) {
+        if case .layerTypes(let pattern) = windowKeys { windowedLayers = .listed((0..<layers).map { ($0 + 1) % pattern != 0 }) }
+    }
+
+    /// Gemma's keys: the activation, the score scale, soft-capping (refused: not built), and the RoPE bases of
+    /// full and sliding layers (`rope_parameters.{full,sliding}_attention`, or `rope_theta`/`rope_local_base_freq`).
+    /// Returns the full layers' base.
+    mutating func resolveGemma(_ json: JSONFields, theta fallback: Double) throws -> Double {
+        let act = try json.has("hidden_activation") ? json.string("hidden_activation") : json.string("hidden_act", default: activation.rawValue)
+        guard let a = Activation(rawValue: act), a == activation else {
+            throw FormatError.key(json.file, "hidden_activation", "expected '\(activation.rawValue)', found '\(act)'")
+        }
+        queryScale = Float(try json.number("query_pre_attn_scalar", default: 256, expected: "a positive number", where: { $0 > 0 }))
+        for key in ["final_logit_softcapping", "attn_logit_softcapping"] where json.has(key) {
+            throw FormatError.key(json.file, key, "soft-capping is not built by dtrain yet (expected null)")
+        }
+        var theta = try json.number("rope_theta", default: fallback, expected: "a RoPE base above 1", where: { $0 > 1 })
+        localRopeTheta = Float(try json.number("rope_local_base_freq", default: Double(localRopeTheta ?? 10000),
+                                               expected: "a RoPE base above 1", where: { $0 > 1 }))
+        if let params = try json.object("rope_parameters") {
+            for (layerType, local) in [("full_attention", false), ("sliding_attention", true)] {
+                guard let p = try params.object(layerType) else { continue }
+                let kind = try p.string("rope_type", default: "default")
+                guard kind == "default" else {
+                    throw FormatError.key(json.file, "rope_parameters.\(layerType).rope_type", "expected 'default' (RoPE scaling is not built for this family), found '\(kind)'")
+                }
+                guard p.has("rope_theta") else { continue }
+                let t = try p.number("rope_theta", expected: "a RoPE base above 1", where: { $0 > 1 })
+                if local { localRopeTheta = Float(t) } else { theta = t }
+            }
+        }
+        return theta
     }
 }

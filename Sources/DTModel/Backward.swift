@@ -81,21 +81,30 @@ extension LlamaModel {
         let c = config, w = layers[l]
         let (N, C, I) = (ws.rows, c.hiddenSize, c.intermediateSize)
         let dx = g.stream.pointer
-        // MLP: out = middle + down(silu(gate(n2)) · up(n2)),  n2 = RMSNorm(middle)
-        projectBackward(l, .down, x: a.hidden.pointer, dy: dx, dx: g.hidden.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
+        // MLP: out = middle + [postNorm](down(act(gate(n2)) · up(n2))),  n2 = RMSNorm(middle)
+        let dDown = outputBackward(dx, norm: w.postMLPNorm, out: a.mlpOut, rstd: a.rstdPostMLP, g, rows: N)
+        projectBackward(l, .down, x: a.hidden.pointer, dy: dDown, dx: g.hidden.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         Profile.measure("backward swiglu") {
-            SwiGLU.backward(g.hidden.pointer, gate: a.gate.pointer, up: a.up.pointer, dgate: g.gate.pointer, dup: g.up.pointer, count: N * I)
+            switch c.architecture.activation {
+            case .swiGLU:
+                SwiGLU.backward(g.hidden.pointer, gate: a.gate.pointer, up: a.up.pointer, dgate: g.gate.pointer, dup: g.up.pointer, count: N * I)
+            case .geGLUTanh:
+                GeGLU.backward(g.hidden.pointer, gate: a.gate.pointer, up: a.up.pointer, dgate: g.gate.pointer, dup: g.up.pointer, count: N * I)
+            }
         }
         projectBackward(l, .gate, x: a.norm2.pointer, dy: g.gate.pointer, dx: g.norm.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         projectBackward(l, .up, x: a.norm2.pointer, dy: g.up.pointer, dx: g.norm.pointer, rows: N, accumulate: true, ws: ws, adapter: adapter)
         Profile.measure("backward norm") {
             RMSNorm.backward(g.norm.pointer, a.middle.pointer, w.mlpNorm, rstd: a.rstd2.pointer, dx, rows: N, channels: C)
         }
-        // Attention: middle = input + o(attention(q, k, v)),  q/k/v from n1 = RMSNorm(input)
-        projectBackward(l, .o, x: a.attention.pointer, dy: dx, dx: g.attention.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
+        // Attention: middle = input + [postNorm](o(attention(q, k, v))),  q/k/v from n1 = RMSNorm(input)
+        let dO = outputBackward(dx, norm: w.postAttentionNorm, out: a.attentionOut, rstd: a.rstdPostAttention, g, rows: N)
+        projectBackward(l, .o, x: a.attention.pointer, dy: dO, dx: g.attention.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         g.q.zero(); g.k.zero(); g.v.zero()
-        let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length,
-                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, window: c.architecture.window(layer: l))
+        let window = c.architecture.window(layer: l)
+        let table = window != nil ? localRope ?? rope : rope
+        let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length, heads: c.heads, kvHeads: c.kvHeads,
+                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() })
         Profile.measure("backward attention") {
             Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
                                segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
@@ -103,8 +112,8 @@ extension LlamaModel {
                                scratch: g.scores.pointer)
         }
         Profile.measure("backward rope") {
-            rope.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)
-            rope.apply(g.k.pointer, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!, inverse: true)
+            table.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)
+            table.apply(g.k.pointer, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!, inverse: true)
         }
         // QK-norm: back through the per-head RMSNorm to q, k as projected.
         var dq = g.q.pointer, dk = g.k.pointer
@@ -122,5 +131,18 @@ extension LlamaModel {
         Profile.measure("backward norm") {
             RMSNorm.backward(g.norm.pointer, ws.layerInputs[l].pointer, w.attentionNorm, rstd: a.rstd1.pointer, dx, rows: N, channels: C)
         }
+    }
+
+    /// dL/d(p's output) for a layer output added as x += p(·) (that is dx itself) or, with a sandwich norm, as
+    /// x += RMSNorm(p(·)) (into g.sandwich (N, C), from p's output `out` and the norm's rstd).
+    @inline(__always)
+    func outputBackward(_ dx: UnsafeMutablePointer<Float>, norm: [Float]?, out: FloatBuffer, rstd: FloatBuffer, _ g: GradientBuffers,
+                        rows: Int) -> UnsafeMutablePointer<Float> {
+        guard let norm else { return dx }
+        Profile.measure("backward norm") {
+            g.sandwich.zero()
+            RMSNorm.backward(dx, out.pointer, norm, rstd: rstd.pointer, g.sandwich.pointer, rows: rows, channels: config.hiddenSize)
+        }
+        return g.sandwich.pointer
     }
 }

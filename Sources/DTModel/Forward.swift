@@ -1,6 +1,7 @@
 // The Llama forward pass: embeddings → L × (RMSNorm, attention, residual, RMSNorm, SwiGLU MLP, residual)
 // → final RMSNorm → LM head. Every projection goes through `project`, which also applies the adapter.
-// Family differences come from `config.architecture` (q/k/v bias, per-head QK-norm, per-layer sliding window).
+// Family differences come from `config.architecture` (q/k/v bias, per-head QK-norm, per-layer sliding window
+// with its own RoPE base, score scale, sandwich norms, GeGLU, scaled embeddings).
 // Letters: B batch, T tokens per sequence, N = B·T rows, C hidden, H/K query/kv heads, D head dim, I MLP width, V vocab.
 import DTKernels
 import Foundation
@@ -46,12 +47,14 @@ extension LlamaModel {
                 RMSNorm.forward(kProjected, kNorm, kOut, rstd: a.rstdK.pointer, rows: N * c.kvHeads, channels: c.headDim, eps: c.rmsNormEps)
             }
         }
+        let window = c.architecture.window(layer: l)
+        let table = window != nil ? localRope ?? rope : rope
         Profile.measure("forward rope") {
-            rope.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
-            rope.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
+            table.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
+            table.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
         }
-        let shape = AttentionShape(batch: ws.batch, queryLength: T, keyLength: start + T,
-                                   heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, window: c.architecture.window(layer: l))
+        let shape = AttentionShape(batch: ws.batch, queryLength: T, keyLength: start + T, heads: c.heads, kvHeads: c.kvHeads,
+                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() })
         Profile.measure("forward attention") {
             Attention.forward(shape, q: a.q.pointer,
                               k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
@@ -60,15 +63,34 @@ extension LlamaModel {
                               segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
                               probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
         }
-        project(l, .o, a.attention.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
+        addOutput(l, .o, a.attention.pointer, x: x, norm: w.postAttentionNorm, out: a.attentionOut, rstd: a.rstdPostAttention, a, ws, adapter)
         Profile.measure("forward norm") {
             a.middle.pointer.update(from: x, count: N * C)
             RMSNorm.forward(x, w.mlpNorm, a.norm2.pointer, rstd: a.rstd2.pointer, rows: N, channels: C, eps: c.rmsNormEps)
         }
         project(l, .gate, a.norm2.pointer, a.gate.pointer, rows: N, ws: ws, adapter: adapter)
         project(l, .up, a.norm2.pointer, a.up.pointer, rows: N, sameInputAsPrevious: true, ws: ws, adapter: adapter)
-        Profile.measure("forward swiglu") { SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I) }
-        project(l, .down, a.hidden.pointer, x, rows: N, accumulate: true, ws: ws, adapter: adapter)
+        Profile.measure("forward swiglu") {
+            switch c.architecture.activation {
+            case .swiGLU: SwiGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I)
+            case .geGLUTanh: GeGLU.forward(gate: a.gate.pointer, up: a.up.pointer, a.hidden.pointer, count: N * I)
+            }
+        }
+        addOutput(l, .down, a.hidden.pointer, x: x, norm: w.postMLPNorm, out: a.mlpOut, rstd: a.rstdPostMLP, a, ws, adapter)
+    }
+
+    /// x (N, C) += p(input), or with a sandwich norm x += RMSNorm(p(input)) with p's output kept in `out` (N, C).
+    @inline(__always)
+    func addOutput(_ l: Int, _ p: TensorNames.Projection, _ input: UnsafePointer<Float>, x: UnsafeMutablePointer<Float>, norm: [Float]?,
+                   out: FloatBuffer, rstd: FloatBuffer, _ a: LayerActivations, _ ws: ForwardWorkspace, _ adapter: ModelAdapter?) {
+        let N = ws.rows, C = config.hiddenSize
+        guard let norm else { return project(l, p, input, x, rows: N, accumulate: true, ws: ws, adapter: adapter) }
+        project(l, p, input, out.pointer, rows: N, ws: ws, adapter: adapter)
+        Profile.measure("forward norm") {
+            RMSNorm.forward(out.pointer, norm, a.normedOut.pointer, rstd: rstd.pointer, rows: N, channels: C, eps: config.rmsNormEps)
+            let normed = a.normedOut.pointer
+            for i in 0..<(N * C) { x[i] += normed[i] }
+        }
     }
 
     /// Runs all layers over the workspace's tokens and applies the final norm. With a KV cache (B = 1) the
@@ -82,6 +104,10 @@ extension LlamaModel {
         if ws.segmentStarts == nil { for i in 0..<N { ws.positions[i] = Int32(start + i % T) } }   // packed: set at load
         let x = ws.stream.pointer
         embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.productScratch)
+        if c.architecture.scalesEmbeddings {   // Gemma: × √C (virtual tokens, written next, are not scaled, as in HF)
+            let scale = Float(C).squareRoot()
+            for i in 0..<(N * C) { x[i] *= scale }
+        }
         if start == 0 { adapter?.embedVirtualTokens(stream: x, batch: ws.batch, length: T) }
         for l in 0..<(upToLayer ?? c.layers) {
             if !ws.layerInputs.isEmpty { ws.layerInputs[l].pointer.update(from: x, count: N * C) }

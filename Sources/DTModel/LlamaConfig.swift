@@ -25,9 +25,10 @@ public struct LlamaConfig: Equatable, Sendable {
     }
 
     /// Inverse RoPE frequencies (D/2), with Llama-3 scaling applied as HF's `_compute_llama3_parameters` does.
-    public func ropeInverseFrequencies(freqFactors: [Float]? = nil) -> [Float] {
+    /// `theta` replaces the model's base (the windowed layers' base, Architecture.localRopeTheta).
+    public func ropeInverseFrequencies(freqFactors: [Float]? = nil, theta: Float? = nil) -> [Float] {
         let half = headDim / 2
-        var inv = (0..<half).map { i in Float(1.0 / pow(Double(ropeTheta), Double(2 * i) / Double(headDim))) }
+        var inv = (0..<half).map { i in Float(1.0 / pow(Double(theta ?? ropeTheta), Double(2 * i) / Double(headDim))) }
         if let factors = freqFactors {
             for i in 0..<half { inv[i] /= factors[i] }
         } else if let s = ropeScaling {
@@ -52,7 +53,7 @@ public struct LlamaConfig: Equatable, Sendable {
             + (architecture.qkvBias ? heads * headDim + 2 * kvHeads * headDim : 0)
             + (architecture.qkNorm ? 2 * headDim : 0)
         let mlp = 3 * hiddenSize * intermediateSize
-        let perLayer = attention + mlp + 2 * hiddenSize
+        let perLayer = attention + mlp + (architecture.sandwichNorms ? 4 : 2) * hiddenSize
         return vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + layers * perLayer + hiddenSize
     }
 
@@ -116,6 +117,17 @@ extension LlamaConfig {
             guard let d = value.double, d.isFinite else { throw FormatError.key(file, "\(arch).\(key)", "expected a finite number, found \(value)") }
             return Float(d)
         }
+        family.resolveGGUFWindow(layers: try int("block_count"))
+        if let p = gguf.metadata["\(arch).attention.sliding_window_pattern"] {   // a period, or true = windowed per layer
+            let layers = try int("block_count"), key = "\(arch).attention.sliding_window_pattern"
+            if let n = p.int, n >= 1 {
+                family.windowedLayers = .listed((0..<layers).map { ($0 + 1) % n != 0 })
+            } else if let flags = p.array?.compactMap(\.bool), flags.count == layers, p.array?.count == layers {
+                family.windowedLayers = .listed(flags)
+            } else {
+                throw FormatError.key(file, key, "expected a positive period or \(layers) booleans, found \(p)")
+            }
+        }
         let hidden = try int("embedding_length")
         let heads = try int("attention.head_count")
         let vocab = try gguf.metadata["\(arch).vocab_size"]?.int
@@ -149,10 +161,13 @@ extension LlamaConfig {
         let size = 1...(1 << 24)
         let modelType = try json.string("model_type")
         let hidden = try json.integer("hidden_size", in: size), heads = try json.integer("num_attention_heads", in: size)
+        let layers = try json.integer("num_hidden_layers", in: size)
+        var family = try Architecture.hf(modelType: modelType, architectures: try json.strings("architectures"), file: path)
+        let perLayerTypeRope = family.localRopeTheta != nil   // rope_parameters per layer type (Gemma 3)
         var scaling: Llama3RopeScaling?
         // transformers ≥ 5 writes the scaling (and rope_theta) under rope_parameters; older files use rope_scaling.
         let scalingKey = json.has("rope_scaling") ? "rope_scaling" : "rope_parameters"
-        if let rs = try json.object(scalingKey) {
+        if !perLayerTypeRope, let rs = try json.object(scalingKey) {
             let kind = try rs.has("rope_type") ? rs.string("rope_type") : rs.string("type", default: "")
             guard kind == "llama3" || kind == "default" else {
                 throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3' or 'default', found '\(kind)'")
@@ -165,11 +180,10 @@ extension LlamaConfig {
             }
         }
         var theta = try json.number("rope_theta", default: 10000, expected: "a RoPE base above 1", where: { $0 > 1 })
-        if let params = try json.object("rope_parameters"), params.has("rope_theta") {
+        if !perLayerTypeRope, let params = try json.object("rope_parameters"), params.has("rope_theta") {
             theta = try params.number("rope_theta", expected: "a RoPE base above 1", where: { $0 > 1 })
         }
-        let layers = try json.integer("num_hidden_layers", in: size)
-        var family = try Architecture.hf(modelType: modelType, architectures: try json.strings("architectures"), file: path)
+        if family.activation == .geGLUTanh { theta = try family.resolveGemma(json, theta: 1_000_000) }
         family.qkvBias = try json.bool("attention_bias", default: family.qkvBias)
         try family.resolveSlidingWindow(json, layers: layers)
         let eps = try json.number("rms_norm_eps", default: 1e-6, expected: "an epsilon in (0, 1)", where: { $0 > 0 && $0 < 1 })
@@ -179,7 +193,7 @@ extension LlamaConfig {
                   headDim: try json.integer("head_dim", default: hidden / heads, in: size),
                   rmsNormEps: Float(eps), ropeTheta: Float(theta), ropeScaling: scaling,
                   maxPositions: try json.integer("max_position_embeddings", default: 2048, in: size),
-                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: false))
+                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: family.sandwichNorms))
         try validate(file: path, names: [
             "architecture": "model_type", "vocabSize": "vocab_size", "hiddenSize": "hidden_size", "intermediateSize": "intermediate_size",
             "layers": "num_hidden_layers", "heads": "num_attention_heads", "kvHeads": "num_key_value_heads", "headDim": "head_dim",

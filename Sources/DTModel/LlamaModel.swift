@@ -17,6 +17,8 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
 public struct LayerWeights {
     public var attentionNorm: [Float]     // (C)
     public var mlpNorm: [Float]           // (C)
+    /// Sandwich norms (Architecture.sandwichNorms): of the attention output and of the MLP output, (C) each
+    public var postAttentionNorm: [Float]?, postMLPNorm: [Float]?
     /// q (H·D, C), k (K·D, C), v (K·D, C), o (C, H·D), gate (I, C), up (I, C), down (C, I)
     public var projections: [TensorNames.Projection: FrozenMatrix]
     /// with Architecture.qkvBias: q (H·D), k (K·D), v (K·D)
@@ -34,7 +36,9 @@ public final class LlamaModel {
     public let layers: [LayerWeights]
     /// cos/sin for the positions used so far: `maxPositions` at load, grown by `reservePositions` up to the context.
     public private(set) var rope: RoPETable
-    let ropeFrequencies: [Float]
+    /// The windowed layers' table when their base differs (Architecture.localRopeTheta), else nil.
+    public private(set) var localRope: RoPETable?
+    let ropeFrequencies: [Float], localRopeFrequencies: [Float]?
     public let precision: WeightPrecision
     /// Precision of the frozen-weight products (bf16: weights rounded once at load, or dequantized per use to bf16).
     public let compute: ComputePrecision
@@ -70,7 +74,7 @@ public final class LlamaModel {
         }
         func raw(_ name: String, _ shape: [Int]) throws -> RawTensor {
             guard let t = try source.tensor(name) else {
-                throw FormatError.key(source.path, TensorNames.gguf(name).map { source.gguf != nil ? $0 : name } ?? name,
+                throw FormatError.key(source.path, TensorNames.gguf(name, sandwich: c.architecture.sandwichNorms).map { source.gguf != nil ? $0 : name } ?? name,
                                       "missing tensor (expected shape \(shape))")
             }
             guard t.shape == shape else {
@@ -89,6 +93,12 @@ public final class LlamaModel {
                 out = fixed
             }
             return out
+        }
+        /// A norm weight as the forward uses it: HF's stored w shifted by the family's offset (1 + w for Gemma);
+        /// llama.cpp's converter stores GGUF norms already shifted.
+        func norm(_ name: String, _ n: Int) throws -> [Float] {
+            let offset = source.gguf == nil ? c.architecture.normWeightOffset : 0
+            return try vector(name, n).map { $0 + offset }
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws -> FrozenMatrix {
             let m: FrozenMatrix
@@ -142,7 +152,7 @@ public final class LlamaModel {
         }
         embedding = try vocabulary(TensorNames.embedding, lookup: true, products: c.tiedEmbeddings)
         lmHead = c.tiedEmbeddings ? nil : try vocabulary(TensorNames.lmHead, lookup: false, products: true)
-        finalNorm = try vector(TensorNames.finalNorm, C)
+        finalNorm = try norm(TensorNames.finalNorm, C)
         var layers: [LayerWeights] = []
         for l in 0..<c.layers {
             var projections: [TensorNames.Projection: FrozenMatrix] = [:]
@@ -158,11 +168,14 @@ public final class LlamaModel {
                 biases[.k] = try vector(TensorNames.projection(l, .k, bias: true), kvRows)
                 biases[.v] = try vector(TensorNames.projection(l, .v, bias: true), kvRows)
             }
-            layers.append(LayerWeights(attentionNorm: try vector(TensorNames.attentionNorm(l), C),
-                                       mlpNorm: try vector(TensorNames.mlpNorm(l), C),
+            let sandwich = c.architecture.sandwichNorms
+            layers.append(LayerWeights(attentionNorm: try norm(TensorNames.attentionNorm(l), C),
+                                       mlpNorm: try norm(TensorNames.mlpNorm(l, sandwich: sandwich), C),
+                                       postAttentionNorm: sandwich ? try norm(TensorNames.postAttentionNorm(l), C) : nil,
+                                       postMLPNorm: sandwich ? try norm(TensorNames.postMLPNorm(l), C) : nil,
                                        projections: projections, biases: biases,
-                                       queryNorm: c.architecture.qkNorm ? try vector(TensorNames.queryNorm(l), c.headDim) : nil,
-                                       keyNorm: c.architecture.qkNorm ? try vector(TensorNames.keyNorm(l), c.headDim) : nil))
+                                       queryNorm: c.architecture.qkNorm ? try norm(TensorNames.queryNorm(l), c.headDim) : nil,
+                                       keyNorm: c.architecture.qkNorm ? try norm(TensorNames.keyNorm(l), c.headDim) : nil))
         }
         self.layers = layers
         // What the matrices left behind (1-D tensors, pages shared by neighbours; with large page-cache folios
@@ -172,6 +185,8 @@ public final class LlamaModel {
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
         ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors())
         rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies)
+        localRopeFrequencies = c.architecture.localRopeTheta.map { c.ropeInverseFrequencies(theta: $0) }
+        localRope = localRopeFrequencies.map { RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: $0) }
     }
 
     /// How far loading has come, for a progress line: frozen matrices converted of all, and their stored bytes.
@@ -195,6 +210,7 @@ public final class LlamaModel {
         }
         if positions > rope.maxPositions {
             rope = RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: ropeFrequencies)
+            localRope = localRopeFrequencies.map { RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: $0) }
         }
     }
 

@@ -87,7 +87,7 @@ public final class ModelSource {
     /// The tensor with HF name `name`, or nil if the file has none.
     public func tensor(_ name: String) throws -> RawTensor? {
         if let g = gguf {
-            guard let ggufName = TensorNames.gguf(name), let info = g.tensor(ggufName) else { return nil }
+            guard let ggufName = TensorNames.gguf(name, sandwich: config.architecture.sandwichNorms), let info = g.tensor(ggufName) else { return nil }
             guard info.type.canDequantize else {
                 throw FormatError.key(g.path, ggufName, "tensor type \(info.type.name) is not supported (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K)")
             }

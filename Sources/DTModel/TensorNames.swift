@@ -24,7 +24,13 @@ public enum TensorNames {
     public static let finalNorm = "model.norm.weight"
     public static let lmHead = "lm_head.weight"
     public static func attentionNorm(_ layer: Int) -> String { "model.layers.\(layer).input_layernorm.weight" }
-    public static func mlpNorm(_ layer: Int) -> String { "model.layers.\(layer).post_attention_layernorm.weight" }
+    /// The MLP's input norm: Llama's `post_attention_layernorm`; with sandwich norms (Gemma) `pre_feedforward_layernorm`.
+    public static func mlpNorm(_ layer: Int, sandwich: Bool = false) -> String {
+        "model.layers.\(layer).\(sandwich ? "pre_feedforward_layernorm" : "post_attention_layernorm").weight"
+    }
+    /// Sandwich norms (Gemma) of the attention and MLP outputs.
+    public static func postAttentionNorm(_ layer: Int) -> String { "model.layers.\(layer).post_attention_layernorm.weight" }
+    public static func postMLPNorm(_ layer: Int) -> String { "model.layers.\(layer).post_feedforward_layernorm.weight" }
     /// Per-head RMSNorm weights (D) of q and k (Architecture.qkNorm).
     public static func queryNorm(_ layer: Int) -> String { "model.layers.\(layer).self_attn.q_norm.weight" }
     public static func keyNorm(_ layer: Int) -> String { "model.layers.\(layer).self_attn.k_norm.weight" }
@@ -32,8 +38,9 @@ public enum TensorNames {
         "model.layers.\(layer).\(p.modulePath).\(bias ? "bias" : "weight")"
     }
 
-    /// llama.cpp name of an HF tensor name, or nil if it has none.
-    public static func gguf(_ hf: String) -> String? {
+    /// llama.cpp name of an HF tensor name, or nil if it has none. With sandwich norms `post_attention_layernorm`
+    /// is the attention output's norm (`post_attention_norm`), not the MLP's input norm (`ffn_norm`).
+    public static func gguf(_ hf: String, sandwich: Bool = false) -> String? {
         switch hf {
         case embedding: return "token_embd.weight"
         case finalNorm: return "output_norm.weight"
@@ -44,7 +51,9 @@ public enum TensorNames {
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
         let rest = parts[3...].joined(separator: ".")
         if rest == "input_layernorm.weight" { return "blk.\(layer).attn_norm.weight" }
-        if rest == "post_attention_layernorm.weight" { return "blk.\(layer).ffn_norm.weight" }
+        if rest == "post_attention_layernorm.weight" { return "blk.\(layer).\(sandwich ? "post_attention_norm" : "ffn_norm").weight" }
+        if rest == "pre_feedforward_layernorm.weight" { return "blk.\(layer).ffn_norm.weight" }
+        if rest == "post_feedforward_layernorm.weight" { return "blk.\(layer).post_ffw_norm.weight" }
         if rest == "self_attn.q_norm.weight" { return "blk.\(layer).attn_q_norm.weight" }
         if rest == "self_attn.k_norm.weight" { return "blk.\(layer).attn_k_norm.weight" }
         for p in Projection.allCases {

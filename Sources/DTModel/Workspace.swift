@@ -20,10 +20,20 @@ public final class LayerActivations {
     public let rstd2: FloatBuffer          // (N)
     public let gate: FloatBuffer           // (N, I)
     public let up: FloatBuffer             // (N, I)
-    public let hidden: FloatBuffer         // (N, I) silu(gate)·up
+    public let hidden: FloatBuffer         // (N, I) act(gate)·up
+    /// Sandwich norms only (else empty): o_proj's and down_proj's outputs before their norms, those norms'
+    /// rstd, and the normed output on its way into the residual stream
+    public let attentionOut: FloatBuffer   // (N, C)
+    public let mlpOut: FloatBuffer         // (N, C)
+    public let rstdPostAttention: FloatBuffer, rstdPostMLP: FloatBuffer   // (N)
+    public let normedOut: FloatBuffer      // (N, C)
 
     init(_ c: LlamaConfig, batch: Int, length: Int) {
         let n = batch * length
+        let sandwich = c.architecture.sandwichNorms ? 1 : 0
+        attentionOut = FloatBuffer(count: sandwich * n * c.hiddenSize); mlpOut = FloatBuffer(count: sandwich * n * c.hiddenSize)
+        rstdPostAttention = FloatBuffer(count: sandwich * n); rstdPostMLP = FloatBuffer(count: sandwich * n)
+        normedOut = FloatBuffer(count: sandwich * n * c.hiddenSize)
         norm1 = FloatBuffer(count: n * c.hiddenSize); rstd1 = FloatBuffer(count: n)
         q = FloatBuffer(count: n * c.heads * c.headDim)
         k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
@@ -38,7 +48,8 @@ public final class LayerActivations {
     }
 
     var bytes: Int {
-        [norm1, rstd1, q, k, v, qRaw, kRaw, rstdQ, rstdK, probabilities, attention, middle, norm2, rstd2, gate, up, hidden].reduce(0) { $0 + $1.count * 4 }
+        [norm1, rstd1, q, k, v, qRaw, kRaw, rstdQ, rstdK, probabilities, attention, middle, norm2, rstd2, gate, up, hidden,
+         attentionOut, mlpOut, rstdPostAttention, rstdPostMLP, normedOut].reduce(0) { $0 + $1.count * 4 }
     }
 }
 
@@ -54,6 +65,8 @@ public final class GradientBuffers {
     public let qRaw: FloatBuffer        // (N, H·D)
     public let kRaw: FloatBuffer        // (N, K·D)
     public let hidden: FloatBuffer      // (N, I)
+    /// Sandwich norms only (else empty): dL/d(o_proj or down_proj output) before its norm
+    public let sandwich: FloatBuffer    // (N, C)
     public let gate: FloatBuffer        // (N, I)
     public let up: FloatBuffer          // (N, I)
     public let scores: FloatBuffer      // (workers, T, T)
@@ -65,6 +78,7 @@ public final class GradientBuffers {
         k = FloatBuffer(count: n * c.kvHeads * c.headDim); v = FloatBuffer(count: n * c.kvHeads * c.headDim)
         let qkNorm = c.architecture.qkNorm ? 1 : 0
         qRaw = FloatBuffer(count: qkNorm * n * c.heads * c.headDim); kRaw = FloatBuffer(count: qkNorm * n * c.kvHeads * c.headDim)
+        sandwich = FloatBuffer(count: (c.architecture.sandwichNorms ? 1 : 0) * n * c.hiddenSize)
         hidden = FloatBuffer(count: n * c.intermediateSize); gate = FloatBuffer(count: n * c.intermediateSize)
         up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: max(1, Parallel.workers) * length * length)
     }
@@ -212,9 +226,11 @@ public final class ForwardWorkspace {
         let qkNorm = c.architecture.qkNorm ? 1.0 : 0.0
         let layer = n * (4 * C + 2 * HD + 2 * KD + 3 * I + 2) + B * Double(c.heads) * T * T
             + qkNorm * n * (HD + KD + Double(c.heads + c.kvHeads))
+            + (c.architecture.sandwichNorms ? n * (3 * C + 2) : 0)
         var floats = (keepAll ? L : 1) * layer + (training ? L * n * C : 0) + n * (2 * C + 2)
         floats += withLogits ? n * (V + C) : 0
-        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T + qkNorm * n * (HD + KD) }
+        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T + qkNorm * n * (HD + KD)
+            + (c.architecture.sandwichNorms ? n * C : 0) }
         let scratch = model.productScratchElements(rows: batch * length)
         let scratchBytes = Double(scratch.weights) * (model.compute == .bf16 ? 6 : 4) + Double(scratch.input) * 2
         return 4 * floats + 16 * n + scratchBytes

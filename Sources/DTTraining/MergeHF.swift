@@ -17,6 +17,7 @@ extension ModelMerge {
         var hf = [TensorNames.embedding, TensorNames.finalNorm, TensorNames.lmHead]
         for l in 0..<config.layers {
             hf += [TensorNames.attentionNorm(l), TensorNames.mlpNorm(l)]
+            if config.architecture.qkNorm { hf += [TensorNames.queryNorm(l), TensorNames.keyNorm(l)] }
             for p in TensorNames.Projection.allCases { hf += [TensorNames.projection(l, p), TensorNames.projection(l, p, bias: true)] }
         }
         return Dictionary(uniqueKeysWithValues: hf.map { (TensorNames.gguf($0)!, $0) })

@@ -65,6 +65,23 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertLessThan(relativeError(du, numericGradient(u, eps: 1e-3) { f(g, $0) }), 1e-3)
     }
 
+    func testGeGLUBackward() {
+        var rng = Rand(s: 8)
+        let n = 20
+        let g = rng.array(n).map { $0 * 3 }, u = rng.array(n), r = rng.array(n)
+        func f(_ g: [Float], _ u: [Float]) -> Double {
+            var h = [Float](repeating: 0, count: n); GeGLU.forward(gate: g, up: u, &h, count: n); return dot(h, r)
+        }
+        var dg = [Float](repeating: 0, count: n), du = dg
+        GeGLU.backward(r, gate: g, up: u, dgate: &dg, dup: &du, count: n)
+        XCTAssertLessThan(relativeError(dg, numericGradient(g, eps: 1e-3) { f($0, u) }), 1e-3)
+        XCTAssertLessThan(relativeError(du, numericGradient(u, eps: 1e-3) { f(g, $0) }), 1e-3)
+        // Golden values of torch.nn.functional.gelu(x, approximate="tanh") (x = −3, −0.5, 0.7, 2.5), up = 1.
+        var h = [Float](repeating: 0, count: 4)
+        GeGLU.forward(gate: [-3, -0.5, 0.7, 2.5], up: [1, 1, 1, 1], &h, count: 4)
+        for (x, y) in zip(h, [-0.00363739, -0.15428599, 0.53057013, 2.48491573] as [Float]) { XCTAssertEqual(x, y, accuracy: 2e-6) }
+    }
+
     /// Invariant: RoPE is a rotation, so its backward (the inverse rotation) is exact.
     func testRoPEInverseUndoesForward() {
         var rng = Rand(s: 3)
@@ -126,7 +143,7 @@ final class GradientCheckTests: XCTestCase {
             let keys = (max(from, 0)...i).filter { mask[b * Tk + $0] != 0 }
             guard !keys.isEmpty else { continue }
             let scores = keys.map { j in
-                (0..<D).reduce(0.0) { $0 + Double(q[((b * Tq + t) * H + h) * D + $1]) * Double(k[((b * Tk + j) * K + kvh) * D + $1]) } / Double(D).squareRoot()
+                (0..<D).reduce(0.0) { $0 + Double(q[((b * Tq + t) * H + h) * D + $1]) * Double(k[((b * Tk + j) * K + kvh) * D + $1]) } * Double(s.scale ?? 1 / Float(D).squareRoot())
             }
             let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
             for (n, j) in keys.enumerated() { for d in 0..<D {
@@ -149,6 +166,7 @@ final class GradientCheckTests: XCTestCase {
             (AttentionShape(batch: 1, queryLength: 3, keyLength: 40, heads: 4, kvHeads: 2, headDim: 4, window: 7), nil),
             (AttentionShape(batch: 1, queryLength: 70, keyLength: 100, heads: 2, kvHeads: 1, headDim: 8, window: 45), nil),
             (AttentionShape(batch: 1, queryLength: 6, keyLength: 6, heads: 1, kvHeads: 1, headDim: 4, window: 100), nil),
+            (AttentionShape(batch: 1, queryLength: 9, keyLength: 9, heads: 2, kvHeads: 1, headDim: 4, window: 4, scale: 0.3), nil),
         ]
         for (s, starts) in cases {
             let q = rng.array(s.batch * s.queryLength * s.heads * s.headDim).map { $0 * 2 }
@@ -170,11 +188,11 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    /// Sliding-window attention backward (window 3 over 7 tokens, GQA, batch 2, one sequence padded) against
-    /// finite differences for q, k and v.
+    /// Sliding-window attention backward (window 3 over 7 tokens, GQA, batch 2, one sequence padded, a score
+    /// scale other than 1/√D) against finite differences for q, k and v.
     func testSlidingWindowAttentionBackward() {
         var rng = Rand(s: 7)
-        let s = AttentionShape(batch: 2, queryLength: 7, keyLength: 7, heads: 4, kvHeads: 2, headDim: 4, window: 3)
+        let s = AttentionShape(batch: 2, queryLength: 7, keyLength: 7, heads: 4, kvHeads: 2, headDim: 4, window: 3, scale: 0.7)
         let qn = 2 * 7 * 4 * 4, kn = 2 * 7 * 2 * 4
         let q = rng.array(qn), k = rng.array(kn), v = rng.array(kn), r = rng.array(qn)
         var mask = [Float](repeating: 1, count: 14)

@@ -18,11 +18,11 @@ struct FamilyFixture {
     init(_ name: String) throws { directory = try fixturePath("families/\(name)") }
 
     /// max |dtrain − transformers| over the unpadded positions of both sequences, all of the vocabulary.
-    func maxLogitDifference(_ path: String, compute: ComputePrecision = .fp32) throws -> Float {
+    func maxLogitDifference(_ path: String, expected tensor: String = "logits", compute: ComputePrecision = .fp32) throws -> Float {
         let json = try loadJSON(directory + "/ids.json")
         let ids = (json["ids"] as! [[NSNumber]]).map { $0.map { Int32($0.intValue) } }
         let mask = (json["attention_mask"] as! [[NSNumber]]).map { $0.map(\.intValue) }
-        let expected = try SafetensorsFile(path: directory + "/expected.safetensors").floats("logits")
+        let expected = try SafetensorsFile(path: directory + "/expected.safetensors").floats(tensor)
         let model = try LlamaModel(source: ModelSource(path: path), compute: compute)
         let V = model.config.vocabSize, T = ids[0].count
         let ws = ForwardWorkspace(model: model, batch: ids.count, length: T)
@@ -67,11 +67,85 @@ final class FamilyTests: XCTestCase {
         try assertCachedGenerationMatchesRecompute(try LlamaModel(source: ModelSource(path: f.model)), prompt: [3, 14, 15, 9, 2, 6, 5], tokens: 20)
     }
 
+    /// Invariant: Gemma 3 text — (1 + w) RMSNorm, sandwich norms, embeddings × √C, GeGLU (tanh GELU),
+    /// query_pre_attn_scalar, QK-norm, windowed layers (window 5 on 24 tokens) with their own RoPE base beside a
+    /// global layer, tied embeddings — gives transformers' logits from safetensors, and from a GGUF named as
+    /// llama.cpp's converter names it (norms stored as 1 + w, score scale 1/√D as llama.cpp uses); cached
+    /// logits equal recomputation past the window (greedy tokens would repeat one token on these weights).
+    func testGemma3MatchesTransformers() throws {
+        let f = try FamilyFixture("gemma3")
+        let config = try ModelSource(path: f.model).config
+        XCTAssertEqual(config.architecture.name, "gemma3_text")
+        XCTAssertEqual((0..<3).map { config.architecture.window(layer: $0) }, [5, 5, nil])
+        XCTAssertEqual(config.architecture.localRopeTheta, 10000)
+        XCTAssertEqual(config.ropeTheta, 1_000_000)
+        XCTAssertEqual(config.architecture.queryScale, 24)
+        XCTAssertTrue(config.tiedEmbeddings)
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.model), 1e-3, "safetensors")
+        let gguf = try ModelSource(path: f.gguf).config
+        XCTAssertEqual((0..<3).map { gguf.architecture.window(layer: $0) }, [5, 5, nil])
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.gguf, expected: "logits_gguf"), 1e-3, "GGUF")
+        try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
+    }
+
+    /// Teacher-forced: 30 tokens fed through the KV cache (a chunk of 4, then one at a time, as generation
+    /// does) give at every position the logits of one full forward over all of them, within 1e-4.
+    func assertCachedLogitsMatchRecompute(_ model: LlamaModel, file: StaticString = #filePath, line: UInt = #line) throws {
+        let tokens: [Int32] = (0..<30).map { Int32(($0 * 37 + 11) % model.config.vocabSize) }
+        let V = model.config.vocabSize
+        let full = ForwardWorkspace(model: model, batch: 1, length: tokens.count)
+        full.load([tokens])
+        model.forward(full)
+        let cache = KVCache(model: model, capacity: tokens.count, maxQuery: 4)
+        let ws = ForwardWorkspace(model: model, batch: 1, length: 4, withLogits: false)
+        var row = [Float](repeating: 0, count: V)
+        var done = 0, maxDiff: Float = 0
+        while done < tokens.count {
+            let n = done == 0 ? 4 : 1
+            ws.setShape(batch: 1, length: n)
+            for i in 0..<n { ws.tokens[i] = tokens[done + i] }
+            model.forwardLayers(ws, cache: cache)
+            for i in 0..<n {
+                row.withUnsafeMutableBufferPointer { model.computeLogits(ws, firstRow: i, rows: 1, into: $0.baseAddress!) }
+                for j in 0..<V { maxDiff = max(maxDiff, abs(row[j] - full.logits[(done + i) * V + j])) }
+            }
+            done += n
+        }
+        XCTAssertLessThanOrEqual(maxDiff, 1e-4, "cached vs full logits", file: file, line: line)
+    }
+
+    /// Invariant: without layer_types a gemma3_text config windows every layer but each 6th (or each
+    /// sliding_window_pattern-th); soft-capping, which dtrain does not build, is refused naming the key.
+    func testGemma3ConfigKeys() throws {
+        let dir = try FamilyFixture("gemma3").model
+        let copy = temporaryDirectory()
+        for f in try FileManager.default.contentsOfDirectory(atPath: dir) { try FileManager.default.copyItem(atPath: dir + "/" + f, toPath: copy + "/" + f) }
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
+        func load(_ change: ([String: Any]) -> [String: Any]) throws -> LlamaConfig {
+            try JSONSerialization.data(withJSONObject: change(json)).write(to: URL(fileURLWithPath: copy + "/config.json"))
+            return try ModelSource(path: copy).config
+        }
+        json["layer_types"] = nil
+        json["num_hidden_layers"] = 7
+        let six = try load { $0 }.architecture
+        XCTAssertEqual((0..<7).map { six.window(layer: $0) != nil }, [true, true, true, true, true, false, true])
+        let two = try load { var j = $0; j["sliding_window_pattern"] = 2; return j }.architecture
+        XCTAssertEqual((0..<4).map { two.window(layer: $0) != nil }, [true, false, true, false])
+        XCTAssertThrowsError(try load { var j = $0; j["final_logit_softcapping"] = 30.0; return j }) { e in
+            XCTAssertTrue("\(e)".contains("final_logit_softcapping") && "\(e)".contains("soft-capping"), "\(e)")
+        }
+        XCTAssertThrowsError(try load { var j = $0; j["hidden_activation"] = "gelu"; return j }) { e in
+            XCTAssertTrue("\(e)".contains("hidden_activation") && "\(e)".contains("gelu_pytorch_tanh"), "\(e)")
+        }
+    }
+
     /// Invariant: greedy generation with the KV cache (prefill in chunks of 4, window 5) picks the tokens that
-    /// recomputing the whole sequence picks, well past the window (a 7-token prompt, 20 generated).
+    /// recomputing the whole sequence picks, well past the window (a 7-token prompt, 20 generated), and the
+    /// cached logits equal the full forward's at every position.
     func testKVCacheMatchesFullRecomputePastTheWindow() throws {
         let model = try LlamaModel(source: ModelSource(path: try FamilyFixture("mistral_sliding").model))
         try assertCachedGenerationMatchesRecompute(model, prompt: [3, 14, 15, 9, 2, 6, 5], tokens: 20)
+        try assertCachedLogitsMatchRecompute(model)
     }
 
     func assertCachedGenerationMatchesRecompute(_ model: LlamaModel, prompt: [Int32], tokens: Int,
@@ -98,7 +172,8 @@ final class FamilyTests: XCTestCase {
         let dir = TinyModel.write()
         let config = dir + "/config.json"
         let base = try String(contentsOfFile: config, encoding: .utf8)
-        for (type, fragment) in [("mixtral", "mixture-of-experts"), ("qwen3_moe", "mixture-of-experts"), ("gpt_neox", "expected one of")] {
+        for (type, fragment) in [("mixtral", "mixture-of-experts"), ("qwen3_moe", "mixture-of-experts"), ("gemma3", "vision tower"),
+                                 ("phi3", "qkv_proj"), ("gpt_neox", "expected one of")] {
             try base.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"\(type)\"")
                 .write(toFile: config, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try ModelSource(path: dir)) { e in
