@@ -38,6 +38,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var loraDropout = 0.0
     public var loraTargets = TensorNames.Projection.allCases.map(\.rawValue)
     public var useRSLoRA = false
+    public var useDoRA = false
     public var initAdapter = ""
     public var recompute = false
     public var logEvery = 1
@@ -83,6 +84,7 @@ public struct TrainConfig: Equatable, Sendable {
         ("seed", "seed for data order and initialisation"), ("lora_rank", "LoRA rank r"), ("lora_alpha", "LoRA alpha (scale alpha/r)"),
         ("lora_dropout", "dropout on the LoRA input"), ("lora_targets", "projections: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"),
         ("use_rslora", "scale alpha/sqrt(r)"),
+        ("use_dora", "lora/qlora: DoRA (PEFT use_dora), a trained magnitude per output feature of each adapted projection"),
         ("init_adapter", "lora/qlora: start from this adapter (PEFT directory or llama.cpp GGUF); its rank, alpha and targets are used"), ("recompute", "recompute activations in backward (less memory)"),
         ("log_every", "steps between progress lines"), ("tensorboard", "also write TensorBoard event files into the run directory"), ("eval_every", "steps between validation losses (0: end only)"),
         ("save_every", "steps between checkpoints (0: end only)"), ("keep_checkpoints", "checkpoints kept"),
@@ -106,7 +108,7 @@ public struct TrainConfig: Equatable, Sendable {
                                    "probe_layer", "probe_epochs", "probe_batch_size", "early_stopping_patience"]
     static let numberKeys: Set = ["valid_split", "epochs", "learning_rate", "weight_decay", "max_grad_norm", "lora_alpha",
                                   "lora_dropout", "probe_learning_rate", "watchdog_factor", "watchdog_min_seconds"]
-    static let flagKeys: Set = ["train_on_prompt", "packing", "use_rslora", "recompute", "tensorboard", "probe_bias", "overwrite"]
+    static let flagKeys: Set = ["train_on_prompt", "packing", "use_rslora", "use_dora", "recompute", "tensorboard", "probe_bias", "overwrite"]
     static func kind(_ key: String) -> Kind {
         integerKeys.contains(key) ? .integer : numberKeys.contains(key) ? .number : flagKeys.contains(key) ? .flag
             : key == "lora_targets" ? .list : .text
@@ -165,6 +167,7 @@ public struct TrainConfig: Equatable, Sendable {
             guard !names.isEmpty, names.allSatisfy(known.contains) else { throw bad("a list of \(known.joined(separator: ", "))") }
             loraTargets = names
         case "use_rslora": useRSLoRA = try bool()
+        case "use_dora": useDoRA = try bool()
         case "init_adapter": initAdapter = value
         case "recompute": recompute = try bool()
         case "log_every": logEvery = try int(size)
@@ -203,7 +206,7 @@ public struct TrainConfig: Equatable, Sendable {
         case "max_steps": "\(maxSteps)"; case "learning_rate": "\(learningRate)"; case "schedule": schedule
         case "warmup_steps": "\(warmupSteps)"; case "weight_decay": "\(weightDecay)"; case "max_grad_norm": "\(maxGradNorm)"
         case "seed": "\(seed)"; case "lora_rank": "\(loraRank)"; case "lora_alpha": "\(loraAlpha)"; case "lora_dropout": "\(loraDropout)"
-        case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "init_adapter": initAdapter; case "recompute": "\(recompute)"
+        case "lora_targets": loraTargets.joined(separator: " "); case "use_rslora": "\(useRSLoRA)"; case "use_dora": "\(useDoRA)"; case "init_adapter": initAdapter; case "recompute": "\(recompute)"
         case "log_every": "\(logEvery)"; case "tensorboard": "\(tensorboard)"; case "eval_every": "\(evalEvery)"; case "save_every": "\(saveEvery)"
         case "keep_checkpoints": "\(keepCheckpoints)"; case "resume": resume; case "threads": "\(threads)"
         case "num_virtual_tokens": "\(numVirtualTokens)"; case "prompt_init": promptInit; case "prompt_init_text": promptInitText
@@ -329,19 +332,21 @@ public struct TrainConfig: Equatable, Sendable {
 
     public var loraOptions: LoRAOptions {
         var o = LoRAOptions()
-        o.rank = loraRank; o.alpha = Float(loraAlpha); o.dropout = Float(loraDropout); o.rsLoRA = useRSLoRA
+        o.rank = loraRank; o.alpha = Float(loraAlpha); o.dropout = Float(loraDropout); o.rsLoRA = useRSLoRA; o.useDoRA = useDoRA
         o.targets = TensorNames.Projection.allCases.filter { loraTargets.contains($0.rawValue) }
         return o
     }
 
-    /// Takes rank, alpha, rsLoRA and targets from an adapter the run starts from (`init_adapter`).
+    /// Takes rank, alpha, rsLoRA and targets from an adapter the run starts from (`init_adapter`); a DoRA adapter
+    /// makes the run DoRA (a LoRA one may start a DoRA run: its magnitudes start at ‖W + s·B·A‖).
     public mutating func adopt(_ o: LoRAOptions) {
         loraRank = o.rank; loraAlpha = Double(o.alpha); useRSLoRA = o.rsLoRA; loraTargets = o.targets.map(\.rawValue)
+        useDoRA = useDoRA || o.useDoRA
     }
 
     /// Keys that must agree between a checkpoint and the run resuming from it.
     public static let resumeInvariants = ["method", "model", "precision", "quant", "data", "max_length", "batch_size", "seed", "lora_rank",
-                                         "lora_alpha", "lora_targets", "use_rslora", "init_adapter", "lora_dropout", "learning_rate", "schedule",
+                                         "lora_alpha", "lora_targets", "use_rslora", "use_dora", "init_adapter", "lora_dropout", "learning_rate", "schedule",
                                          "warmup_steps", "max_steps", "epochs", "weight_decay", "train_on_prompt", "num_virtual_tokens"]
 }
 
