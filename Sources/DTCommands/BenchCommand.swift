@@ -19,11 +19,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations after one warm-up; the median is reported.") var iterations = 5
     @Flag(help: "Also print the wall time of each stage (projections, attention, norms, …) of the timed iterations.")
     var profile = false
+    @Flag(help: "train: DoRA (a magnitude per output feature) instead of plain LoRA, same rank and targets.")
+    var useDora = false
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch: expected an integer ≥ 1, found \(batch)") }
         guard length >= 2, length <= 1 << 20 else { throw ValidationError("--length: expected an integer in [2, \(1 << 20)], found \(length)") }
         guard iterations >= 1 else { throw ValidationError("--iterations: expected an integer ≥ 1, found \(iterations)") }
+        guard !useDora || what == "train" else { throw ValidationError("--use-dora applies to `dtrain bench train`, not to '\(what)'") }
     }
 
     func run() throws {
@@ -57,7 +60,10 @@ struct Bench: ParsableCommand {
                 report = Benchmarks.train(model: model, adapter: PromptTuningAdapter(model: model, virtualTokens: 20), batch: batch,
                                           length: length, iterations: iterations)
             default:
-                report = Benchmarks.train(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
+                var options = LoRAOptions()
+                options.useDoRA = useDora
+                report = Benchmarks.train(model: model, adapter: LoRAAdapter(model: model, options: options, maxRows: batch * length, seed: 1,
+                                                                             savesEveryLayer: true),
                                           batch: batch, length: length, iterations: iterations)
             }
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
@@ -65,7 +71,7 @@ struct Bench: ParsableCommand {
             if runtime.comm.isRoot {
                 Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@, %@",
                                    ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
-                                    "train": "train (LoRA r=8, 7 targets)"][what]!, batch, length,
+                                    "train": useDora ? "train (DoRA r=8, 7 targets)" : "train (LoRA r=8, 7 targets)"][what]!, batch, length,
                                    report.tokensPerSecond, report.seconds, max(1, iterations), report.best, report.gflops,
                                    mib(Int(MemoryStats.peakResidentBytes())), model.compute.kernelTag))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,

@@ -58,6 +58,9 @@ public enum TrainingRun {
         defer { StopSignals.uninstall() }
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
+        if config.useDoRA && !config.method.isLoRA {
+            throw CommandError("use_dora: true applies to lora and qlora, not to method \(config.method.rawValue)")
+        }
         if config.packing && !config.method.isLoRA {
             throw CommandError("packing: true applies to lora and qlora, not to method \(config.method.rawValue) (prompt tuning puts virtual tokens before each example)")
         }
@@ -100,9 +103,11 @@ public enum TrainingRun {
         try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
                                                                    : "the longest example (\(longest) tokens; lower max_length)")
         let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: V)
+        let doraBytes = (adapter as? LoRAAdapter)?.doraBytes ?? 0   // allocated, not yet touched
         try MemoryPreflight.check([("activations, gradients and scratch",
                                     ForwardWorkspace.estimatedBytes(model: loaded.model, batch: shape.batch, length: shape.length,
-                                                                    mode: .training(recompute: config.recompute)))],
+                                                                    mode: .training(recompute: config.recompute)))]
+                                  + (doraBytes > 0 ? [("DoRA's saved frozen products", Double(doraBytes))] : []),
                                   stage: "the training workspace (\(shape.batch) × \(shape.length) tokens)", config: config, runtime: runtime)
         let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
                               adapter: adapter)
@@ -113,8 +118,8 @@ public enum TrainingRun {
             runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
             let what = config.method == .prompt ? "\(config.numVirtualTokens) virtual tokens"
-                : "LoRA r=\(config.loraRank) on \(config.loraTargets.map(\.rawValue).joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
-            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes)), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
+                : "\(config.useDoRA ? "DoRA" : "LoRA") r=\(config.loraRank) on \(config.loraTargets.map(\.rawValue).joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))\(doraBytes > 0 ? ", DoRA saved products \(mib(doraBytes))" : ""), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute.rawValue); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident) + " (peak above the start: " + perRankBytes(loadPeak) + ")")
         }
@@ -150,7 +155,7 @@ public enum TrainingRun {
             let final = (config.output as NSString).appendingPathComponent("final")
             try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model)
                                       + [("trainer_state.json", try Checkpoint.stateJSON(trainer.state))])
-            runtime.log("saved the adapter to \(final) (PEFT \(config.method == .prompt ? "PROMPT_TUNING" : "LoRA"))")
+            runtime.log("saved the adapter to \(final) (PEFT \(config.method == .prompt ? "PROMPT_TUNING" : config.useDoRA ? "LoRA, use_dora" : "LoRA"))")
             if let baseLoss, let finalValid {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
             }
@@ -170,8 +175,13 @@ func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, val
         return adapter
     default:
         let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
-        if let initial { return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout) }
-        return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed))
+        // DoRA keeps every layer's frozen products for backward unless each layer's forward reruns before it.
+        if let initial {
+            return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout,
+                                   useDoRA: config.useDoRA, savesEveryLayer: !config.recompute)
+        }
+        return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed),
+                           savesEveryLayer: !config.recompute)
     }
 }
 

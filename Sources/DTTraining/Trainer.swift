@@ -193,6 +193,7 @@ public final class Trainer {
         let saved = try Checkpoint.readState(dir)
         try saved.validate(file: (dir as NSString).appendingPathComponent("trainer_state.json"), totalSteps: totalSteps)
         adapter.arena.values.pointer.update(from: loaded.arena.values.pointer, count: adapter.arena.count)
+        adapter.arena.valuesChanged()
         try Checkpoint.loadMoments(dir, into: adapter.arena)
         state = saved
         optimizer.step = state.optimizerStep
