@@ -94,19 +94,17 @@ public enum EvalData {
 public enum Evaluator {
     public struct Result { public var nllSum: Double; public var tokens: Int; public var meanNLL: Double { nllSum / Double(max(tokens, 1)) } }
 
-    /// Sequence i is evaluated by rank i mod N; the sums are all-reduced, so every rank gets the total.
+    /// Each rank evaluates its batches of the sequences (RankSchedule); the sums are all-reduced, so every rank gets the total.
     public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int,
                                 adapter: ModelAdapter? = nil, scoreFrom: Int = 0) -> Result {
-        let mine = sequences.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let schedule = RankSchedule(count: sequences.count, batch: batchSize, comm: comm)
         let V = adapter?.virtualTokens ?? 0
         let length = V + (sequences.map(\.count).max() ?? 1)
-        let ws = ForwardWorkspace(model: model, batch: max(1, min(batchSize, mine.count)), length: length)
+        let ws = ForwardWorkspace(model: model, batch: schedule.batch, length: length)
         var sums = [0.0, 0.0]
         let vocab = model.config.vocabSize
-        let perRank = (sequences.count + comm.size - 1) / comm.size
-        var i = 0
-        while i < perRank {   // equal pass counts on every rank (a sharded base gathers collectively)
-            let batch = i < mine.count ? Array(mine[i..<min(i + ws.maxBatch, mine.count)]) : []
+        for items in schedule.allPasses {
+            let batch = items.map { sequences[$0] }
             ws.load(batch.isEmpty ? [[0]] : batch, reserved: V)
             model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
@@ -116,7 +114,6 @@ public enum Evaluator {
                     sums[1] += 1
                 }
             }
-            i += ws.maxBatch
         }
         sums = comm.allReduceSum(sums)
         return Result(nllSum: sums[0], tokens: Int(sums[1]))

@@ -127,7 +127,7 @@ struct Export: ParsableCommand {
             throw CommandError("--format ollama needs a GGUF base (Ollama's FROM); \(base.path) is a Hugging Face directory")
         }
         let tokenizer = try Tokenizer(gguf: g)
-        let template = try ChatTemplate(jinja: tokenizer.chatTemplate, source: g.path)
+        let template = try ModelChatTemplate(tokenizer: tokenizer, source: g.path).required()
         let absoluteBase = URL(fileURLWithPath: base.path).standardizedFileURL.path
         var modelfile = "# Made by dtrain export --format ollama: ollama create NAME -f Modelfile\n"
         modelfile += "FROM \(absoluteBase)\nADAPTER ./adapter.gguf\n"

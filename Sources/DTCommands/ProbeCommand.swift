@@ -56,8 +56,7 @@ public enum ProbeRun {
         if config.probeLayer > loaded.model.config.layers {
             throw CommandError("probe_layer \(config.probeLayer) exceeds the model's \(loaded.model.config.layers) layers (expected -1 … \(loaded.model.config.layers))")
         }
-        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate?.rawValue,
-                                         source: loaded.path)
+        let template = try ModelChatTemplate(tokenizer: loaded.tokenizer, named: config.chatTemplate?.rawValue, source: loaded.path)
         let train = try ProbeDataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, maxLength: config.maxLength)
         var valid: ProbeDataset?
         if !config.validData.isEmpty {
@@ -109,7 +108,7 @@ public enum ProbeRun {
                 "type": "linear_probe", "task": train.isRegression ? "regression" : "classification", "labels": train.labelNames,
                 "pooling": config.probePooling.rawValue, "layer": config.probeLayer, "hidden_size": C, "base_model_name_or_path": config.model,
                 "max_length": config.maxLength, "metrics": report, "library": "dtrain",
-            ]
+            ].merging(config.chatTemplate.map { ["chat_template": $0.rawValue] } ?? [:]) { a, _ in a }
             let final = (config.output as NSString).appendingPathComponent("final")
             try AtomicDirectory.write(final, files: [
                 ("probe_head.safetensors", SafetensorsWriter.encode(tensors, metadata: ["format": "pt"])),
@@ -139,6 +138,8 @@ public struct ProbeDirectory {
     let options: ProbeOptions
     let maxLength: Int
     let baseModel: String?
+    /// The chat template family the probe was trained with when it was named (chat_template), else the model's.
+    let chatTemplate: String?
     let headPath: String
 
     public init(_ dir: String) throws {
@@ -166,6 +167,7 @@ public struct ProbeDirectory {
         self.options = options
         maxLength = try json.integer("max_length", default: 512, in: 1...(1 << 24))
         baseModel = json.has("base_model_name_or_path") ? try json.string("base_model_name_or_path") : nil
+        chatTemplate = json.has("chat_template") ? try json.string("chat_template") : nil
     }
 
     /// The head on `model`, its tensors checked against the labels and the model.
@@ -207,14 +209,10 @@ struct Predict: ParsableCommand {
             let loaded = try ModelLoader.load(model ?? probe.baseModel, maxPositions: probe.maxLength)
             let head = try probe.head(for: loaded.model)
             let (labels, regression, options, maxLength) = (probe.labels, probe.regression, probe.options, probe.maxLength)
-            let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, source: loaded.path)
+            let template = try ModelChatTemplate(tokenizer: loaded.tokenizer, named: probe.chatTemplate, source: loaded.path)
             let rows = try TextFiles.readJSONL(data)
-            let texts = try rows.map { line, o -> [Int32] in
-                var ids: [Int32]
-                if let t = o["text"] as? String { ids = loaded.tokenizer.encode(t, addSpecial: true) }
-                else if let m = o["messages"] as? [[String: String]], let template {
-                    ids = loaded.tokenizer.encode(template.renderText(m.map { ChatMessage(role: $0["role"] ?? "", content: $0["content"] ?? "") }, addGenerationPrompt: false))
-                } else { throw FormatError.line(data, line, "expected a string field \"text\" (or \"messages\")") }
+            let texts = try rows.map { line, o -> [Int32] in   // read as the probe's training data was (ProbeDataset)
+                let ids = loaded.tokenizer.encode(try ProbeDataset.text(of: o, file: data, line: line, template: template), addSpecial: true)
                 guard !ids.isEmpty else { throw FormatError.line(data, line, "the text has no tokens") }
                 return Array(ids.prefix(maxLength))
             }

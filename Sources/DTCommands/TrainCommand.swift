@@ -77,8 +77,7 @@ public enum TrainingRun {
         } report: { runtime.log($0) }
         let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
         let loadPeak = perRank(Double(MemoryStats.peakResidentBytes() - residentBefore), comm: comm)
-        let template = try? ChatTemplate(jinja: loaded.tokenizer.chatTemplate, named: config.chatTemplate?.rawValue,
-                                         source: loaded.path)
+        let template = try ModelChatTemplate(tokenizer: loaded.tokenizer, named: config.chatTemplate?.rawValue, source: loaded.path)
         var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
         var train = try Dataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, options: options)
         var valid: Dataset?
@@ -124,6 +123,14 @@ public enum TrainingRun {
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident) + " (peak above the start: " + perRankBytes(loadPeak) + ")")
         }
         trainer.onMessage = { runtime.log($0) }
+        if let dir = ProcessInfo.processInfo.environment["DTRAIN_DUMP_GRADIENTS"], comm.isRoot {
+            trainer.onReducedGradient = { step, gradient in   // a diagnostic (docs/usage.md)
+                let data = SafetensorsWriter.encode([.init(name: "gradient", shape: [gradient.count], values: Array(gradient))])
+                do { try data.write(to: URL(fileURLWithPath: dir + "/gradient-step-\(step).safetensors")) } catch {
+                    runtime.log("DTRAIN_DUMP_GRADIENTS: cannot write step \(step)'s gradient into \(dir): \(error.localizedDescription)")
+                }
+            }
+        }
         switch config.resume {
         case .never: break
         case .checkpoint(let path): try trainer.resume(from: path)

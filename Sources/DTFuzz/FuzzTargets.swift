@@ -111,6 +111,6 @@ enum Fixtures {
     /// SmolLM2's real tokenizer (49 152 tokens, byte-level BPE).
     static let smolTokenizer = try! Tokenizer(tokenizerJSON: root + "/Tests/DTTokenizerTests/Fixtures/smollm2_tokenizer.json")
     static let tinyTokenizer = try! Tokenizer(tokenizerJSON: base + "/tiny-hf/tokenizer.json")
-    static let chatTemplate = try? ChatTemplate(jinja: tinyTokenizer.chatTemplate, source: base + "/tiny-hf")
+    static let chatTemplate = try! ModelChatTemplate(tokenizer: tinyTokenizer, source: base + "/tiny-hf")
     static let tinyConfig = try! LlamaConfig(hfConfig: base + "/tiny-hf/config.json")
 }
