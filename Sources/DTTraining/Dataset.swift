@@ -17,6 +17,11 @@ public struct TrainingExample: Equatable, Sendable {
     /// 1-based line in the source file (0 for .txt windows).
     public var line: Int
     public var targetCount: Int { labels.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
+
+    public init(tokens: [Int32], labels: [Int32], line: Int) {
+        precondition(tokens.count == labels.count, "one label per token")
+        self.tokens = tokens; self.labels = labels; self.line = line
+    }
 }
 
 public struct DataOptions: Sendable {

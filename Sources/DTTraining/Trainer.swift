@@ -127,7 +127,7 @@ public final class Trainer {
     /// One optimizer step; returns the mean loss, the gradient norm before clipping, the target tokens,
     /// whether AdamW ran (not when the loss or the norm is NaN or infinite) and how many ranks have received a
     /// stop signal (the same on every rank).
-    func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool, stopRanks: Int) {
+    public func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool, stopRanks: Int) {
         let G = config.batchSize
         adapter.arena.zeroGradients()
         var lossSum = 0.0, targets = 0
@@ -137,8 +137,10 @@ public final class Trainer {
             targets += positions.isEmpty ? loadEmpty(training: true, step: s)
                 : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s, packed: config.packing)
             model.forward(workspace, adapter: adapter)
-            lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                               vocab: model.config.vocabSize, gradScale: 1)
+            lossSum += Profile.measure("loss") {
+                LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
+                                        vocab: model.config.vocabSize, gradScale: 1)
+            }
             model.backward(workspace, adapter: adapter)
         }
         let arena = adapter.arena
@@ -146,7 +148,7 @@ public final class Trainer {
         arena.fused[arena.count + 1] = Float(targets)
         arena.fused[arena.count + 2] = StopSignals.received != 0 ? 1 : 0
         watchdog?.entering(s)
-        comm.allReduceSum(arena.fused.buffer)
+        Profile.measure("all-reduce") { comm.allReduceSum(arena.fused.buffer) }
         let stopRanks = Int(arena.fused[arena.count + 2])
         let globalTargets = max(1, arena.fused[arena.count + 1])
         let inverse = 1 / globalTargets
@@ -156,7 +158,7 @@ public final class Trainer {
         let loss = Double(arena.fused[arena.count]) / Double(globalTargets)
         guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false, stopRanks) }
         let factor = config.schedule.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
-        optimizer.update(arena, lr: config.learningRate * Double(factor))
+        Profile.measure("optimizer") { optimizer.update(arena, lr: config.learningRate * Double(factor)) }
         return (loss, Double(norm), Int(globalTargets), true, stopRanks)
     }
 
