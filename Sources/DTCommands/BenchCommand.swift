@@ -4,6 +4,7 @@ import ArgumentParser
 import DTKernels
 import DTModel
 import DTParallel
+import DTRuns
 import DTTraining
 import Foundation
 

@@ -5,6 +5,7 @@ import DTFormats
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 /// Options shared by export and merge: the adapter, its base, the output and whether to replace it.

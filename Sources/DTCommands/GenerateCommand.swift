@@ -3,6 +3,7 @@ import ArgumentParser
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 struct Generate: ParsableCommand {

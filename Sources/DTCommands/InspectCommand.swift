@@ -4,6 +4,7 @@ import DTFormats
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 struct Inspect: ParsableCommand {

@@ -4,6 +4,7 @@
 // one); everything else the reader needs (a tokenizer, a model directory) comes from the committed fixtures.
 // Used by the libFuzzer executable `dtrain-fuzz` (scripts/fuzz.sh) and by FuzzCorpusTests (the corpora replayed).
 import DTCommands
+import DTRuns
 import DTFormats
 import DTModel
 import DTTokenizer
