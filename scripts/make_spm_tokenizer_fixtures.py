@@ -29,15 +29,24 @@ Tests/DTTokenizerTests/Fixtures/spm/ (resolved relative to this file):
 
 Run (no network; fixture generation is light):
 
-    /tmp/ref/bin/python scripts/make_spm_tokenizer_fixtures.py
+    /tmp/ref/bin/python scripts/make_spm_tokenizer_fixtures.py \
+        [--llama-cpp SRC LIB]   # also tokenize with llama.cpp (SRC: its source tree, LIB: the directory of libllama.so)
 
-Versions used for the committed fixtures: tokenizers 0.23.3, gguf 0.18 (the venv's gguf-py); recorded in
-cases.json.
+With --llama-cpp, scripts/llamacpp_tokenize.c is compiled against llama.cpp and run on llama2.gguf over the fixture
+texts and 3000 seeded random texts; its ids must equal HF's ids of the llama2 tokenizer.json (with and without
+special tokens), and cases.json records the check under "llama_cpp". The committed fixtures were checked so
+(llama.cpp from llama-cpp-python 0.3.36's vendor tree): 3030 texts, no difference.
+
+Versions used for the committed fixtures: tokenizers 0.23.3, gguf-py 0.19.0; recorded in cases.json.
 """
 
+import argparse
 import json
 import os
+import random
 import re
+import subprocess
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -46,6 +55,9 @@ import gguf
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from importlib.metadata import version
+
+GGUF_VERSION = version("gguf")
 OUT = Path(__file__).resolve().parent.parent / "Tests" / "DTTokenizerTests" / "Fixtures" / "spm"
 MARK = "\u2581"
 SPECIALS = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<start_of_turn>", "<end_of_turn>"]
@@ -189,7 +201,34 @@ def write_gguf(path: Path, vocab: dict[str, int]):
     w.close()
 
 
+def llama_cpp_check(src: str, lib: str, hf: Tokenizer) -> dict:
+    """llama.cpp's ids on llama2.gguf against HF's on the llama2 tokenizer.json; raises on any difference."""
+    rng = random.Random(5)
+    pieces = ["the", " ", "  ", "    ", "a", "e", "in", "ing", "s", "t", "th", "he", "re", "on", "\n", "\t", ".", ",", "1",
+              "00", "é", "ü", "ß", "中", "学", "🌍", "j", "R", "#", "<", MARK, "<s>", "[INST]", "x", "q", "ck", "Hello"]
+    texts = TEXTS + ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 80))) for _ in range(3000)]
+    assert not any("\x1e" in t for t in texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "llamacpp_tokenize")
+        subprocess.run(["cc", "-O1", "-o", exe, str(Path(__file__).with_name("llamacpp_tokenize.c")),
+                        "-I", f"{src}/include", "-I", f"{src}/ggml/include", "-L", lib, "-lllama",
+                        f"-Wl,-rpath,{lib}"], check=True)
+        for add_special in [False, True]:
+            run = subprocess.run([exe, str(OUT / "llama2.gguf"), str(int(add_special))], input="\x1e".join(texts).encode(),
+                                 capture_output=True, check=True)
+            lines = run.stdout.decode().split("\n")[:len(texts)]
+            for t, line in zip(texts, lines):
+                ids = [int(x) for x in line.split()]
+                expected = hf.encode(t, add_special_tokens=add_special).ids
+                if ids != expected:
+                    raise SystemExit(f"llama.cpp differs from HF on {t!r} (add_special={add_special}): {ids} vs {expected}")
+    return {"texts": len(texts), "random_seed": 5, "differences": 0}
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--llama-cpp", nargs=2, metavar=("SRC", "LIB"), help="also check the GGUF with llama.cpp")
+    args = parser.parse_args()
     (OUT / "llama2").mkdir(parents=True, exist_ok=True)
     (OUT / "metaspace").mkdir(parents=True, exist_ok=True)
     vocab, merges = train()
@@ -228,12 +267,14 @@ def main():
                 tok = Tokenizer.from_str(json.dumps(j))
                 variants.append({"pre_tokenizer": j["pre_tokenizer"], "ignore_merges": ignore_merges,
                                  "ids": [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]})
+    checked = llama_cpp_check(*args.llama_cpp, llama2) if args.llama_cpp else None
     write_json(OUT / "cases.json", {
-        "versions": {"tokenizers": tokenizers.__version__, "gguf": getattr(gguf, "__version__", "gguf-py")},
+        "versions": {"tokenizers": tokenizers.__version__, "gguf-py": GGUF_VERSION},
+        "llama_cpp": checked,
         "vocab_size": len(vocab), "bos_token_id": vocab["<s>"], "eos_token_id": vocab["</s>"],
         "chars_outside_vocabulary": "".join(unknown),
         "cases": cases, "metaspace_variants": variants})
-    print(f"vocab {len(vocab)}, merges {len(merges)}, {len(cases)} cases, {len(variants)} variants; "
+    print(f"vocab {len(vocab)}, merges {len(merges)}, {len(cases)} cases, {len(variants)} variants, llama.cpp {checked}; "
           f"characters outside the vocabulary: {''.join(unknown)!r}")
 
 
