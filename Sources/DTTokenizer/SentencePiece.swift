@@ -117,6 +117,11 @@ extension Tokenizer {
         return "<0x\(hex.count == 1 ? "0" + hex : hex)>"
     }
 
+    /// Tokens longer than this (in characters) are left out of the merge table: cutting a token of n characters
+    /// every way costs O(n²), which a hostile file could make arbitrarily slow; the longest tokens of real vocabularies
+    /// (runs of spaces or punctuation) are far shorter.
+    static let maxMergedTokenLength = 1024
+
     /// The merge table llama.cpp's score-ordered merge amounts to (see the file header).
     static func scoredMerges(tokens: [String], ids: [String: Int32], scores: [Float], source: String) throws -> [UInt64: (rank: Int32, merged: Int32)] {
         precondition(scores.count == tokens.count, "one score per token")
@@ -130,7 +135,7 @@ extension Tokenizer {
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         for (text, merged) in ids {
             let scalars = Array(text.unicodeScalars)
-            guard scalars.count > 1 else { continue }
+            guard scalars.count > 1, scalars.count <= maxMergedTokenLength else { continue }
             let rank = rankOfScore[scores[Int(merged)]]!
             var left = String.UnicodeScalarView()
             for cut in 1..<scalars.count {

@@ -49,7 +49,8 @@ public final class Tokenizer {
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
     /// The token of each byte: GPT-2's byte symbol (byte-level; -1 when missing) or <0xNN> (SentencePiece).
     private let byteTokens: [Int32]
-    /// SentencePiece-style only: byte tokens' values, and the tokens that are one Unicode scalar.
+    /// SentencePiece-style only: byte tokens' values, and the tokens that are one Unicode scalar (any type, as
+    /// HF's BPE vocabulary lookup and llama.cpp's text_to_token take them).
     private let byteOfToken: [Int32: UInt8]
     private let scalarTokens: [UInt32: Int32]
     private let specialByFirstScalar: [UInt32: [(String, Int32)]]
@@ -69,7 +70,7 @@ public final class Tokenizer {
         self.byteOfToken = byteOfToken
         var scalarTokens: [UInt32: Int32] = [:]
         if sentencePiece != nil {
-            for (text, id) in tokenIds where !special.contains(id) && byteOfToken[id] == nil {
+            for (text, id) in tokenIds {
                 var it = text.unicodeScalars.makeIterator()
                 if let only = it.next(), it.next() == nil { scalarTokens[only.value] = id }
             }

@@ -170,6 +170,22 @@ final class SentencePieceTests: XCTestCase {
         }
     }
 
+    /// Invariant: a GGUF vocabulary holding a 200 000-character token (hostile or broken) loads in well under a
+    /// second — building the score merge table is not quadratic in token length — and still tokenizes.
+    func testHugeTokenDoesNotStallLoading() throws {
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        var tokens = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.map { $0.string! })
+        var scores = [Float](repeating: -1, count: tokens.count)
+        for i in scores.indices { scores[i] = -Float(i) }
+        let huge = tokens.firstIndex(of: "▁the")!
+        tokens[huge] = String(repeating: "ab", count: 100_000)
+        let path = try writeGGUF(g, replacing: ["tokenizer.ggml.tokens": .array(.string(tokens)), "tokenizer.ggml.scores": .array(.f32(scores))])
+        let started = Date()
+        let tok = try Tokenizer(gguf: GGUFFile(path: path))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        XCTAssertEqual(tok.decode(tok.encode("Hello world")), "Hello world")
+    }
+
     /// Invariant: a SentencePiece-style tokenizer.json this tokenizer cannot reproduce (no byte fallback, missing
     /// byte tokens, other normalizers or pre-tokenizer steps, unknown Metaspace options) is refused with the
     /// file and the section named, instead of producing ids that differ from the model's.
