@@ -16,7 +16,7 @@ extension Tokenizer {
         let file = gguf.path
         let meta = gguf.metadata
         guard let scoreValues = meta["tokenizer.ggml.scores"]?.array else {
-            throw FormatError.key(file, "tokenizer.ggml.scores", "missing or not an array (a SentencePiece vocabulary needs one score per token to merge by)")
+            throw FormatError.key(file, "tokenizer.ggml.scores", "missing or not an array; tokenizer.ggml.model 'llama' (SentencePiece-style BPE) needs one score per token to merge by")
         }
         guard scoreValues.count == tokens.count else {
             throw FormatError.key(file, "tokenizer.ggml.scores", "expected \(tokens.count) scores (one per token of tokenizer.ggml.tokens), found \(scoreValues.count)")
