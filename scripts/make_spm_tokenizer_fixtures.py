@@ -34,8 +34,10 @@ Run (no network; fixture generation is light):
 
 With --llama-cpp, scripts/llamacpp_tokenize.c is compiled against llama.cpp and run on llama2.gguf over the fixture
 texts and 3000 seeded random texts; its ids must equal HF's ids of the llama2 tokenizer.json (with and without
-special tokens), and cases.json records the check under "llama_cpp". The committed fixtures were checked so
-(llama.cpp from llama-cpp-python 0.3.36's vendor tree): 3030 texts, no difference.
+special tokens), and cases.json records the check under "llama_cpp", with llama.cpp's ids for the fixture texts
+under flat −1000 scores (what LlamaHfVocab writes; only the leftmost-first tie-break then orders merges: 8 of
+the 30 texts come out differently from HF). The committed fixtures were checked so (llama.cpp from
+llama-cpp-python 0.3.36's vendor tree): 3030 texts, no difference.
 
 Versions used for the committed fixtures: tokenizers 0.23.3, gguf-py 0.19.0; recorded in cases.json.
 """
@@ -175,7 +177,7 @@ def write_json(path: Path, obj):
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-def write_gguf(path: Path, vocab: dict[str, int]):
+def write_gguf(path: Path, vocab: dict[str, int], flat_scores: bool = False):
     tokens = sorted(vocab, key=vocab.get)
     byte = re.compile(r"<0x[0-9A-Fa-f]{2}>")
     types = []
@@ -188,7 +190,7 @@ def write_gguf(path: Path, vocab: dict[str, int]):
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
     w.add_token_list([t.encode("utf-8") for t in tokens])
-    w.add_token_scores([-float(i) for i in range(len(tokens))])
+    w.add_token_scores([-1000.0 if flat_scores else -float(i) for i in range(len(tokens))])
     w.add_token_types(types)
     w.add_bos_token_id(vocab["<s>"])
     w.add_eos_token_id(vocab["</s>"])
@@ -201,8 +203,10 @@ def write_gguf(path: Path, vocab: dict[str, int]):
     w.close()
 
 
-def llama_cpp_check(src: str, lib: str, hf: Tokenizer) -> dict:
-    """llama.cpp's ids on llama2.gguf against HF's on the llama2 tokenizer.json; raises on any difference."""
+def llama_cpp_check(src: str, lib: str, hf: Tokenizer, vocab: dict[str, int]) -> dict:
+    """llama.cpp's ids on llama2.gguf against HF's on the llama2 tokenizer.json (raises on any difference), and
+    llama.cpp's ids for the texts under LlamaHfVocab's flat −1000 scores, where only its tie-break (leftmost
+    pair first) orders the merges."""
     rng = random.Random(5)
     pieces = ["the", " ", "  ", "    ", "a", "e", "in", "ing", "s", "t", "th", "he", "re", "on", "\n", "\t", ".", ",", "1",
               "00", "é", "ü", "ß", "中", "学", "🌍", "j", "R", "#", "<", MARK, "<s>", "[INST]", "x", "q", "ck", "Hello"]
@@ -222,7 +226,11 @@ def llama_cpp_check(src: str, lib: str, hf: Tokenizer) -> dict:
                 expected = hf.encode(t, add_special_tokens=add_special).ids
                 if ids != expected:
                     raise SystemExit(f"llama.cpp differs from HF on {t!r} (add_special={add_special}): {ids} vs {expected}")
-    return {"texts": len(texts), "random_seed": 5, "differences": 0}
+        flat = Path(tmp) / "flat.gguf"
+        write_gguf(flat, vocab, flat_scores=True)
+        run = subprocess.run([exe, str(flat), "0"], input="\x1e".join(TEXTS).encode(), capture_output=True, check=True)
+        flat_ids = [[int(x) for x in line.split()] for line in run.stdout.decode().split("\n")[:len(TEXTS)]]
+    return {"texts": len(texts), "random_seed": 5, "differences": 0, "flat_score_ids": flat_ids}
 
 
 def main():
@@ -267,14 +275,15 @@ def main():
                 tok = Tokenizer.from_str(json.dumps(j))
                 variants.append({"pre_tokenizer": j["pre_tokenizer"], "ignore_merges": ignore_merges,
                                  "ids": [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]})
-    checked = llama_cpp_check(*args.llama_cpp, llama2) if args.llama_cpp else None
+    checked = llama_cpp_check(*args.llama_cpp, llama2, vocab) if args.llama_cpp else None
     write_json(OUT / "cases.json", {
         "versions": {"tokenizers": tokenizers.__version__, "gguf-py": GGUF_VERSION},
         "llama_cpp": checked,
         "vocab_size": len(vocab), "bos_token_id": vocab["<s>"], "eos_token_id": vocab["</s>"],
         "chars_outside_vocabulary": "".join(unknown),
         "cases": cases, "metaspace_variants": variants})
-    print(f"vocab {len(vocab)}, merges {len(merges)}, {len(cases)} cases, {len(variants)} variants, llama.cpp {checked}; "
+    agree = checked and {k: v for k, v in checked.items() if k != "flat_score_ids"}
+    print(f"vocab {len(vocab)}, merges {len(merges)}, {len(cases)} cases, {len(variants)} variants, llama.cpp {agree}; "
           f"characters outside the vocabulary: {''.join(unknown)!r}")
 
 

@@ -89,6 +89,23 @@ final class SentencePieceTests: XCTestCase {
         }
     }
 
+    /// Invariant: with all scores equal (gguf-py's LlamaHfVocab writes −1000 for every token) only the tie-break
+    /// orders merges, and it is llama.cpp's — the leftmost pair first: ids equal llama.cpp's on the same file.
+    func testEqualScoresMergeLeftmostFirstAsLlamaCpp() throws {
+        let checked = try XCTUnwrap(Self.golden["llama_cpp"] as? [String: Any], "fixtures made without --llama-cpp")
+        let expected = try XCTUnwrap(checked["flat_score_ids"] as? [Any]).map(Self.ids)
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        let n = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.count)
+        let path = try writeGGUF(g, replacing: ["tokenizer.ggml.scores": .array(.f32(Array(repeating: -1000, count: n)))])
+        let flat = try Tokenizer(gguf: GGUFFile(path: path))
+        var differFromHF = 0
+        for (c, ids) in zip(Self.cases, expected) {
+            XCTAssertEqual(flat.encode(c.text), ids, "text: \(String(reflecting: c.text))")
+            if ids != c.ids { differFromHF += 1 }
+        }
+        XCTAssertGreaterThan(differFromHF, 0, "flat scores must change some ids, or this checks nothing")
+    }
+
     /// Invariant: score order and rank order agree beyond the fixture texts too — the GGUF and the tokenizer.json
     /// give the same ids on seeded random texts mixing words, space runs, punctuation and characters outside the
     /// vocabulary; and without add_space_prefix the GGUF matches HF's Metaspace "never" (no split).
