@@ -173,8 +173,12 @@ def build(vocab, merges, variant: str) -> Tokenizer:
 
 
 def write_json(path: Path, obj):
+    """Indented JSON with every list of numbers or short strings on one line (keeps the fixtures small)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=1)
+    flat = re.compile(r'\[\s*((?:-?\d+|"(?:[^"\\\n]|\\.){0,40}")(?:,\s*(?:-?\d+|"(?:[^"\\\n]|\\.){0,40}"))*)\s*\]')
+    text = flat.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def write_gguf(path: Path, vocab: dict[str, int], flat_scores: bool = False):
@@ -246,7 +250,7 @@ def main():
     j = json.loads((OUT / "llama2" / "tokenizer.json").read_text(encoding="utf-8"))
     j["model"]["merges"] = [f"{a} {b}" for a, b in j["model"]["merges"]]
     write_json(OUT / "llama2" / "tokenizer.json", j)
-    metaspace.save(str(OUT / "metaspace" / "tokenizer.json"))
+    write_json(OUT / "metaspace" / "tokenizer.json", json.loads(metaspace.to_str()))
     write_json(OUT / "llama2" / "tokenizer_config.json", {
         "tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True, "add_eos_token": False, "legacy": True})
