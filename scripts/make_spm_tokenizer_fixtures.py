@@ -14,7 +14,7 @@ Tests/DTTokenizerTests/Fixtures/spm/ (resolved relative to this file):
   llama2/tokenizer_config.json  bos <s>, eos </s>, unk <unk>, add_bos_token true
   metaspace/tokenizer.json      the same vocabulary with a Metaspace pre-tokenizer (prepend_scheme "first",
                                 split true) instead of the normalizer, and merges as [left, right] arrays
-  llama2.gguf                   the llama2 tokenizer as llama.cpp's convert_hf_to_gguf.py writes a Llama-2
+  llama2.gguf.bin               the llama2 tokenizer as llama.cpp's convert_hf_to_gguf.py writes a Llama-2
                                 vocabulary (tokenizer.ggml.model "llama", pre "default", tokens, scores,
                                 token_type, bos/eos/unk ids, add_bos_token), no tensors. Token types follow
                                 gguf-py's LlamaHfVocab (<0xNN> → BYTE 6, special → CONTROL 3, the rest
@@ -32,7 +32,7 @@ Run (no network; fixture generation is light):
     /tmp/ref/bin/python scripts/make_spm_tokenizer_fixtures.py \
         [--llama-cpp SRC LIB]   # also tokenize with llama.cpp (SRC: its source tree, LIB: the directory of libllama.so)
 
-With --llama-cpp, scripts/llamacpp_tokenize.c is compiled against llama.cpp and run on llama2.gguf over the fixture
+With --llama-cpp, scripts/llamacpp_tokenize.c is compiled against llama.cpp and run on llama2.gguf.bin over the fixture
 texts and 3000 seeded random texts; its ids must equal HF's ids of the llama2 tokenizer.json (with and without
 special tokens), and cases.json records the check under "llama_cpp", with llama.cpp's ids for the fixture texts
 under flat −1000 scores (what LlamaHfVocab writes; only the leftmost-first tie-break then orders merges: 8 of
@@ -208,7 +208,7 @@ def write_gguf(path: Path, vocab: dict[str, int], flat_scores: bool = False):
 
 
 def llama_cpp_check(src: str, lib: str, hf: Tokenizer, vocab: dict[str, int]) -> dict:
-    """llama.cpp's ids on llama2.gguf against HF's on the llama2 tokenizer.json (raises on any difference), and
+    """llama.cpp's ids on llama2.gguf.bin against HF's on the llama2 tokenizer.json (raises on any difference), and
     llama.cpp's ids for the texts under LlamaHfVocab's flat −1000 scores, where only its tie-break (leftmost
     pair first) orders the merges."""
     rng = random.Random(5)
@@ -222,7 +222,7 @@ def llama_cpp_check(src: str, lib: str, hf: Tokenizer, vocab: dict[str, int]) ->
                         "-I", f"{src}/include", "-I", f"{src}/ggml/include", "-L", lib, "-lllama",
                         f"-Wl,-rpath,{lib}"], check=True)
         for add_special in [False, True]:
-            run = subprocess.run([exe, str(OUT / "llama2.gguf"), str(int(add_special))], input="\x1e".join(texts).encode(),
+            run = subprocess.run([exe, str(OUT / "llama2.gguf.bin"), str(int(add_special))], input="\x1e".join(texts).encode(),
                                  capture_output=True, check=True)
             lines = run.stdout.decode().split("\n")[:len(texts)]
             for t, line in zip(texts, lines):
@@ -254,7 +254,7 @@ def main():
     write_json(OUT / "llama2" / "tokenizer_config.json", {
         "tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True, "add_eos_token": False, "legacy": True})
-    write_gguf(OUT / "llama2.gguf", vocab)
+    write_gguf(OUT / "llama2.gguf.bin", vocab)
 
     unknown = sorted({c for t in TEXTS for c in t if c not in vocab and c != " "})
     assert unknown, "the texts must exercise byte fallback"

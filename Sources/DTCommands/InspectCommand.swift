@@ -63,7 +63,7 @@ public enum InspectReport {
                      + typeCounts.keys.sorted().map { "\($0) ×\(typeCounts[$0]!.0)" }.joined(separator: ", "))
         do {
             let tok = try ModelLoader.tokenizer(for: source)
-            lines.append("tokenizer: byte-level BPE, \(tok.vocabularySize) tokens, pre-tokenizer \(tok.preTokenizer.family.rawValue), \(tok.specialTokens.count) special; bos \(tok.bosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), eos \(tok.eosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), add bos \(tok.addBos)")
+            lines.append("tokenizer: \(tok.sentencePiece == nil ? "byte-level BPE" : "SentencePiece-style BPE (▁ spaces, byte fallback)"), \(tok.vocabularySize) tokens, \(tok.sentencePiece.map { "prefix \($0.prefix.rawValue)" } ?? "pre-tokenizer \(tok.preTokenizer.family.rawValue)"), \(tok.specialTokens.count) special; bos \(tok.bosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), eos \(tok.eosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), add bos \(tok.addBos)")
             switch try ModelChatTemplate(tokenizer: tok, source: path) {
             case .available(let template):
                 lines.append("chat template: \(template.family.rawValue)\(template.defaultSystem.map { " (default system: \"\($0)\")" } ?? "")")

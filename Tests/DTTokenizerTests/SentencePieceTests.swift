@@ -32,7 +32,7 @@ final class SentencePieceTests: XCTestCase {
     }
 
     static let llama2 = try! Tokenizer(tokenizerJSON: fixture("llama2/tokenizer.json"))
-    static let gguf = try! Tokenizer(gguf: GGUFFile(path: fixture("llama2.gguf")))
+    static let gguf = try! Tokenizer(gguf: GGUFFile(path: fixture("llama2.gguf.bin")))
 
     /// Invariant: a Llama-2-style tokenizer.json (Prepend("▁") + Replace normalizer, "a b" merges, byte
     /// fallback) gives HF's ids for every text — spaces, newlines, tabs, digits, accents, CJK, emoji, bytes
@@ -94,7 +94,7 @@ final class SentencePieceTests: XCTestCase {
     func testEqualScoresMergeLeftmostFirstAsLlamaCpp() throws {
         let checked = try XCTUnwrap(Self.golden["llama_cpp"] as? [String: Any], "fixtures made without --llama-cpp")
         let expected = try XCTUnwrap(checked["flat_score_ids"] as? [Any]).map(Self.ids)
-        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf.bin"))
         let n = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.count)
         let path = try writeGGUF(g, replacing: ["tokenizer.ggml.scores": .array(.f32(Array(repeating: -1000, count: n)))])
         let flat = try Tokenizer(gguf: GGUFFile(path: path))
@@ -117,7 +117,7 @@ final class SentencePieceTests: XCTestCase {
             let text = (0..<(1 + Int(rng.next() % 60))).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }.joined()
             XCTAssertEqual(Self.gguf.encode(text), Self.llama2.encode(text), "case \(i): \(String(reflecting: text))")
         }
-        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf.bin"))
         let path = try writeGGUF(g, replacing: ["tokenizer.ggml.add_space_prefix": .bool(false)])
         let noPrefix = try Tokenizer(gguf: GGUFFile(path: path))
         let variants = try XCTUnwrap(Self.golden["metaspace_variants"] as? [[String: Any]])
@@ -160,7 +160,7 @@ final class SentencePieceTests: XCTestCase {
     /// Invariant: a broken SentencePiece GGUF vocabulary is an error naming the file, the key and what was
     /// expected — never a crash or a silently wrong tokenizer.
     func testMalformedGGUFIsRefused() throws {
-        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf.bin"))
         let n = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.count)
         let types = try XCTUnwrap(g.metadata["tokenizer.ggml.token_type"]?.array?.map { Int32($0.int!) })
         let tokenA = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.firstIndex(of: .string("a")))
@@ -190,7 +190,7 @@ final class SentencePieceTests: XCTestCase {
     /// Invariant: a GGUF vocabulary holding a 200 000-character token (hostile or broken) loads in well under a
     /// second — building the score merge table is not quadratic in token length — and still tokenizes.
     func testHugeTokenDoesNotStallLoading() throws {
-        let g = try GGUFFile(path: Self.fixture("llama2.gguf"))
+        let g = try GGUFFile(path: Self.fixture("llama2.gguf.bin"))
         var tokens = try XCTUnwrap(g.metadata["tokenizer.ggml.tokens"]?.array?.map { $0.string! })
         var scores = [Float](repeating: -1, count: tokens.count)
         for i in scores.indices { scores[i] = -Float(i) }
