@@ -42,13 +42,16 @@ let package = Package(
         .target(name: "DTTraining", dependencies: ["DTFormats", "DTKernels", "DTModel", "DTTokenizer", "DTParallel",
                                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
+        // The runs (train, probe, eval) and what every command sets up: the library side of the CLI, no argument parsing.
+        .target(name: "DTRuns", dependencies: ["DTFormats", "DTKernels", "DTParallel", "DTTokenizer", "DTModel", "DTTraining"],
+                swiftSettings: release),
         .target(name: "DTCommands", dependencies: [
-            "DTFormats", "DTKernels", "DTParallel", "DTTokenizer", "DTModel", "DTTraining",
+            "DTFormats", "DTKernels", "DTParallel", "DTTokenizer", "DTModel", "DTTraining", "DTRuns",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: release),
         .executableTarget(name: "dtrain", dependencies: ["DTCommands", "DTKernels"], swiftSettings: release),
-        .target(name: "DTFuzz", dependencies: ["DTCommands", "DTFormats", "DTModel", "DTTokenizer", "DTTraining"], swiftSettings: release),
+        .target(name: "DTFuzz", dependencies: ["DTCommands", "DTRuns", "DTFormats", "DTModel", "DTTokenizer", "DTTraining"], swiftSettings: release),
         .executableTarget(name: "dtrain-fuzz", dependencies: ["DTFuzz"], swiftSettings: release),
         .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel", "DTTraining"], path: "Tests/TestSupport"),
         .testTarget(name: "DTFormatsTests", dependencies: ["DTFormats", "TestSupport"],
@@ -61,7 +64,7 @@ let package = Package(
         .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Fixtures/hostile is read in place by HostileInputTests (dtrain runs there), not bundled.
-        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTKernels", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTRuns", "DTKernels", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

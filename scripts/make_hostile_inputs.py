@@ -604,7 +604,7 @@ def adapter_cases():
     a("alpha-negative", ["adapter_config.json", "lora_alpha"], **{"adapter_config.json": c(lora_alpha=-4)})
     a("targets-string", ["adapter_config.json", "target_modules"], **{"adapter_config.json": c(target_modules="all-linear")})
     a("targets-lm-head", ["adapter_config.json", "target_modules", "lm_head"], **{"adapter_config.json": c(target_modules=["q_proj", "lm_head"])})
-    a("dora", ["adapter_config.json", "use_dora"], **{"adapter_config.json": c(use_dora=True)})
+    a("dora", ["adapter_config.json", "use_dora", "lora_magnitude_vector", "missing tensor"], **{"adapter_config.json": c(use_dora=True)})
     a("tensors-missing", ["adapter_model.safetensors"], **{"adapter_model.safetensors": None})
     lora = {}
     for p, rows in (("q_proj", HEADS * D), ("v_proj", KV * D)):
@@ -622,6 +622,20 @@ def adapter_cases():
     bad = dict(lora)
     bad["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"] = ([HEADS * D, 2], [math.nan] + [0.0] * (2 * HEADS * D - 1))
     a("tensor-nan", ["adapter_model.safetensors", "q_proj.lora_B", "nan"], **{"adapter_model.safetensors": safetensors(bad)})
+    # DoRA: one magnitude per output feature of each adapted projection, finite.
+    dora = dict(lora)
+    for p, rows in (("q_proj", HEADS * D), ("v_proj", KV * D)):
+        dora["base_model.model.model.layers.0.self_attn.%s.lora_magnitude_vector" % p] = ([rows], [1.0] * rows)
+    bad = dict(dora)
+    bad["base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector"] = ([KV * D + 1], [1.0] * (KV * D + 1))
+    a("dora-magnitude-length", ["adapter_model.safetensors", "v_proj.lora_magnitude_vector", "expected shape [%d]" % (KV * D)],
+      **{"adapter_config.json": c(use_dora=True), "adapter_model.safetensors": safetensors(bad)})
+    bad = dict(dora)
+    bad["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] = ([HEADS * D], [math.inf] + [1.0] * (HEADS * D - 1))
+    a("dora-magnitude-inf", ["adapter_model.safetensors", "q_proj.lora_magnitude_vector"],
+      **{"adapter_config.json": c(use_dora=True), "adapter_model.safetensors": safetensors(bad)})
+    a("dora-magnitude-without-use-dora", ["adapter_model.safetensors", "lora_magnitude_vector", "use_dora false"],
+      **{"adapter_model.safetensors": safetensors(dora)})
     pcfg = json.load(open(os.path.join(ROOT, "base/prompt/adapter_config.json")))
     def pc(**over):
         d = dict(pcfg)

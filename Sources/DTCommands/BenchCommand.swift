@@ -4,6 +4,7 @@ import ArgumentParser
 import DTKernels
 import DTModel
 import DTParallel
+import DTRuns
 import DTTraining
 import Foundation
 
@@ -19,11 +20,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations after one warm-up; the median is reported.") var iterations = 5
     @Flag(help: "Also print the wall time of each stage (projections, attention, norms, …) of the timed iterations.")
     var profile = false
+    @Flag(help: "train: DoRA (a magnitude per output feature) instead of plain LoRA, same rank and targets.")
+    var useDora = false
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch: expected an integer ≥ 1, found \(batch)") }
         guard length >= 2, length <= 1 << 20 else { throw ValidationError("--length: expected an integer in [2, \(1 << 20)], found \(length)") }
         guard iterations >= 1 else { throw ValidationError("--iterations: expected an integer ≥ 1, found \(iterations)") }
+        guard !useDora || what == "train" else { throw ValidationError("--use-dora applies to `dtrain bench train`, not to '\(what)'") }
     }
 
     func run() throws {
@@ -44,28 +48,24 @@ struct Bench: ParsableCommand {
             let report: Benchmarks.Report
             switch what {
             case "step":
-                let r = Benchmarks.dataParallelStep(model: model, comm: runtime.comm, batch: batch, length: length, iterations: iterations)
+                let r = try Benchmarks.dataParallelStep(loaded: loaded, comm: runtime.comm, batch: batch, length: length, iterations: iterations)
                 if runtime.comm.isRoot {
-                    Console.out(String(format: "step  %d rank(s) × %d thread(s): %.3f s/step, all-reduce %.4f s (%.2f%%), %.1f tokens/s, %@",
-                                       runtime.comm.size, runtime.threads, r.seconds, r.communication, 100 * r.communication / r.seconds,
+                    Console.out(String(format: "step  %d rank(s) × %d thread(s): %.3f s/step, all-reduce %.3f ms (%.2f%%), %.1f tokens/s, %@",
+                                       runtime.comm.size, runtime.threads, r.seconds, 1000 * r.communication, 100 * r.communication / r.seconds,
                                        Double(batch * length) / r.seconds, model.compute.kernelTag))
                 }
                 return
             case "forward": report = Benchmarks.forward(model: model, batch: batch, length: length, iterations: iterations)
             case "features": report = Benchmarks.features(model: model, batch: batch, length: length, iterations: iterations)
-            case "prompt":
-                report = Benchmarks.train(model: model, adapter: PromptTuningAdapter(model: model, virtualTokens: 20), batch: batch,
-                                          length: length, iterations: iterations)
-            default:
-                report = Benchmarks.train(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
-                                          batch: batch, length: length, iterations: iterations)
+            case "prompt": report = try Benchmarks.train(loaded: loaded, method: .prompt, batch: batch, length: length, iterations: iterations)
+            default: report = try Benchmarks.train(loaded: loaded, method: .lora, useDoRA: useDora, batch: batch, length: length, iterations: iterations)
             }
             let gemm = Benchmarks.sgemm(m: batch * length, n: loaded.model.config.intermediateSize, k: loaded.model.config.hiddenSize)
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
                 Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@, %@",
                                    ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
-                                    "train": "train (LoRA r=8, 7 targets)"][what]!, batch, length,
+                                    "train": useDora ? "train (DoRA r=8, 7 targets)" : "train (LoRA r=8, 7 targets)"][what]!, batch, length,
                                    report.tokensPerSecond, report.seconds, max(1, iterations), report.best, report.gflops,
                                    mib(Int(MemoryStats.peakResidentBytes())), model.compute.kernelTag))
                 Console.out(String(format: "sgemm    %d × %d × %d: %.1f GFLOP/s (same run)", batch * length,
@@ -169,14 +169,38 @@ public enum Benchmarks {
         return Report(times: times, tokens: batch * length, flops: flops)
     }
 
-    /// One training step (forward, loss, backward, AdamW) with `adapter`; tokens/s counts the real tokens.
-    public static func train(model: LlamaModel, adapter: TrainableAdapter, batch: Int, length: Int, iterations: Int) -> Report {
-        let ws = ForwardWorkspace(model: model, batch: batch, length: length + adapter.virtualTokens, mode: .training(recompute: false))
-        let step = trainStep(model: model, adapter: adapter, workspace: ws, batch: batch, length: length)
-        step()
-        let times = time(iterations, step)
-        let flops = trainFLOPs(model.config, batch: batch, length: length + adapter.virtualTokens, rank: adapter is LoRAAdapter ? 8 : 0)
+    /// The real training step (`Trainer.step`: forward, loss, backward, all-reduce, clipping, AdamW) of `method`
+    /// (LoRA r = 8 on all seven targets, or prompt tuning with 20 virtual tokens) on `batch` random sequences of
+    /// `length` tokens per rank; tokens/s counts the real tokens.
+    public static func train(loaded: LoadedModel, method: TrainMethod, useDoRA: Bool = false, batch: Int, length: Int,
+                             iterations: Int, comm: Communicator = WorldOfOne()) throws -> Report {
+        let trainer = try syntheticTrainer(loaded: loaded, method: method, useDoRA: useDoRA, batch: batch, length: length, comm: comm)
+        _ = trainer.step(0)
+        var s = 0
+        let times = time(iterations) { s += 1; _ = trainer.step(s) }
+        let V = trainer.adapter.virtualTokens
+        let flops = trainFLOPs(loaded.model.config, batch: batch, length: length + V, rank: method.isLoRA ? 8 : 0)
         return Report(times: times, tokens: batch * length, flops: flops)
+    }
+
+    /// A Trainer over `batch` × ranks random sequences of `length` tokens (every position but the last a target):
+    /// one step is one micro-batch of `batch` sequences on every rank. The adapter is made as `dtrain train` makes it.
+    static func syntheticTrainer(loaded: LoadedModel, method: TrainMethod, useDoRA: Bool = false, batch: Int, length: Int,
+                                 comm: Communicator) throws -> Trainer {
+        var config = TrainConfig()
+        config.method = method; config.useDoRA = useDoRA; config.numVirtualTokens = 20
+        config.batchSize = batch * comm.size; config.microBatchSize = batch; config.maxLength = length
+        config.maxSteps = 1 << 30; config.learningRate = 1e-4; config.schedule = .constant
+        var rng = SplitMix64(seed: 1)
+        let vocab = UInt64(loaded.model.config.vocabSize)
+        let examples = (0..<config.batchSize).map { _ -> TrainingExample in
+            let tokens = (0..<length).map { _ in Int32(rng.next() % vocab) }
+            return TrainingExample(tokens: tokens, labels: Array(tokens.dropFirst()) + [ignoreLabel], line: 0)
+        }
+        let data = Dataset(path: "(random tokens)", examples: examples, truncated: 0)
+        let adapter = try makeAdapter(config, loaded: loaded, train: data, valid: nil)
+        try loaded.model.reservePositions(length + adapter.virtualTokens, for: "--length \(length)")
+        return Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: data, valid: nil, adapter: adapter)
     }
 
     /// LoRA on the fp32 base, QLoRA over the stored blocks and QLoRA over NF4 + DQ: one training step of each
@@ -184,19 +208,15 @@ public enum Benchmarks {
     public static func qlora(model path: String, compute: ComputePrecision, batch: Int, length: Int, iterations: Int, root: Bool) throws {
         let base = compute == .bf16 ? "LoRA, bf16 base" : "LoRA, fp32 base"
         let variants: [(String, WeightPrecision)] = [(base, .fp32), ("QLoRA, base as stored", .asStored), ("QLoRA, NF4 + DQ base", .nf4)]
-        let models = try variants.map { try ModelLoader.load(path, precision: $0.1, compute: compute, maxPositions: length + 32).model }
-        for m in models { try m.reservePositions(length, for: "--length \(length)") }
-        // Each model has its own workspace: the product scratch follows the model's storage.
-        let steps = models.map { model in
-            trainStep(model: model, adapter: LoRAAdapter(model: model, options: LoRAOptions(), maxRows: batch * length, seed: 1),
-                      workspace: ForwardWorkspace(model: model, batch: batch, length: length, mode: .training(recompute: false)),
-                      batch: batch, length: length)
-        }
+        let loaded = try variants.map { try ModelLoader.load(path, precision: $0.1, compute: compute, maxPositions: length + 32) }
+        let models = loaded.map(\.model)
+        // Each model has its own trainer and workspace: the product scratch follows the model's storage.
+        let trainers = try loaded.map { try syntheticTrainer(loaded: $0, method: .lora, batch: batch, length: length, comm: WorldOfOne()) }
         var times = [[Double]](repeating: [], count: variants.count)
         for round in 0...max(1, iterations) {
-            for (i, step) in steps.enumerated() {
+            for (i, trainer) in trainers.enumerated() {
                 let start = Date()
-                step()
+                _ = trainer.step(round)
                 if round > 0 { times[i].append(Date().timeIntervalSince(start)) }   // round 0 warms up
             }
         }
@@ -210,51 +230,21 @@ public enum Benchmarks {
         }
     }
 
-    /// A closure running one training step of `adapter` on random tokens in `ws`.
-    static func trainStep(model: LlamaModel, adapter: TrainableAdapter, workspace ws: ForwardWorkspace, batch: Int, length: Int) -> () -> Void {
-        let V = adapter.virtualTokens
-        var rng = SplitMix64(seed: 1)
-        let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } }
-        let labels: [Int32] = sequences.flatMap { [Int32](repeating: -100, count: V) + Array($0.dropFirst()) + [-100] }
-        var optimizer = AdamW()
-        return {
-            adapter.arena.zeroGradients()
-            ws.load(sequences, reserved: V)
-            adapter.prepare(training: true, step: 0, rowKeys: [])
-            model.forward(ws, adapter: adapter)
-            _ = Profile.measure("loss") {
-                LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
-                                        gradScale: 1 / Float(labels.count))
-            }
-            model.backward(ws, adapter: adapter)
-            Profile.measure("optimizer") { optimizer.update(adapter.arena, lr: 1e-4) }
-        }
-    }
-
-    /// One data-parallel LoRA step: this rank's share of the global batch, then the fused all-reduce.
-    /// Returns seconds per step and seconds in the all-reduce (max over ranks).
-    public static func dataParallelStep(model: LlamaModel, comm: Communicator, batch: Int, length: Int,
-                                        iterations: Int) -> (seconds: Double, communication: Double) {
-        let share = (comm.rank..<batch).filter { ($0 - comm.rank) % comm.size == 0 }.count
-        let ws = ForwardWorkspace(model: model, batch: max(1, share), length: length, mode: .training(recompute: false))
-        let adapter = LoRAAdapter(model: model, options: LoRAOptions(), maxRows: ws.rows, seed: 1)
-        var rng = SplitMix64(seed: UInt64(comm.rank) + 1)
-        let sequences = (0..<max(1, share)).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) } }
-        let labels: [Int32] = sequences.flatMap { Array($0.dropFirst()) + [-100] }
+    /// `Trainer.step` on every rank of the job (one micro-batch of `batch` sequences each); returns seconds per
+    /// step and seconds in the fused all-reduce (means over ranks and steps).
+    public static func dataParallelStep(loaded: LoadedModel, comm: Communicator, batch: Int, length: Int,
+                                        iterations: Int) throws -> (seconds: Double, communication: Double) {
+        let trainer = try syntheticTrainer(loaded: loaded, method: .lora, batch: batch, length: length, comm: comm)
         var total = 0.0, communication = 0.0
         for i in 0...max(1, iterations) {
             comm.barrier()
+            Profile.reset()
+            Profile.enabled = true   // for the all-reduce stage; the other stages cost one clock read each
             let start = Date()
-            adapter.arena.zeroGradients()
-            ws.load(sequences)
-            model.forward(ws, adapter: adapter)
-            _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize, gradScale: 1)
-            model.backward(ws, adapter: adapter)
-            let reduceStart = Date()
-            comm.allReduceSum(adapter.arena.fused.buffer)
-            let reduce = Date().timeIntervalSince(reduceStart)
+            _ = trainer.step(i)
             let seconds = Date().timeIntervalSince(start)
-            if i > 0 { total += seconds; communication += reduce }   // iteration 0 warms up
+            Profile.enabled = false
+            if i > 0 { total += seconds; communication += Profile.report().first { $0.stage == "all-reduce" }?.seconds ?? 0 }   // 0 warms up
         }
         var sums = [total, communication]
         sums = comm.allReduceSum(sums)   // mean over ranks

@@ -5,6 +5,7 @@ import DTFormats
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 /// Options shared by export and merge: the adapter, its base, the output and whether to replace it.
@@ -77,6 +78,7 @@ struct Export: ParsableCommand {
                 throw CommandError("--format ollama needs a GGUF base (Ollama's FROM); \(base.path) is a Hugging Face directory")
             }
             let weights = try LoRAWeights.read(io.adapter, config: base.config)
+            if format != "peft" { try weights.requireLlamaCppCompatible() }
             switch format {
             case "gguf":
                 try writeGGUF(weights, base: base, type: type, to: io.output, overwrite: io.force)
@@ -126,7 +128,7 @@ struct Export: ParsableCommand {
             throw CommandError("--format ollama needs a GGUF base (Ollama's FROM); \(base.path) is a Hugging Face directory")
         }
         let tokenizer = try Tokenizer(gguf: g)
-        let template = try ChatTemplate(jinja: tokenizer.chatTemplate, source: g.path)
+        let template = try ModelChatTemplate(tokenizer: tokenizer, source: g.path).required()
         let absoluteBase = URL(fileURLWithPath: base.path).standardizedFileURL.path
         var modelfile = "# Made by dtrain export --format ollama: ollama create NAME -f Modelfile\n"
         modelfile += "FROM \(absoluteBase)\nADAPTER ./adapter.gguf\n"
@@ -144,7 +146,7 @@ struct Export: ParsableCommand {
 
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fold a LoRA adapter into its base (W + s·B·A) and write the merged model as GGUF or a Hugging Face directory.")
+        abstract: "Fold a LoRA adapter into its base (W + s·B·A; DoRA: m / ‖W + s·B·A‖ ⊙ (W + s·B·A)) and write the merged model as GGUF or a Hugging Face directory.")
 
     @OptionGroup var io: AdapterIO
     @Option(help: "gguf (needs a GGUF base; every base key is kept) or hf (config.json, safetensors shards, tokenizer files).")
@@ -178,6 +180,7 @@ struct Merge: ParsableCommand {
                     .value("dtrain.merge.adapter", .string((io.adapter as NSString).lastPathComponent)),
                     .value("dtrain.merge.lora_rank", .u32(UInt32(weights.options.rank))),
                     .value("dtrain.merge.lora_scale", .f32(weights.options.scale)),
+                    .value("dtrain.merge.use_dora", .bool(weights.options.useDoRA)),
                     .value("dtrain.merge.target_modules", .array(.string(weights.options.targets.map(\.rawValue)))),
                 ]
                 report = try ModelMerge.toGGUF(base: base, weights: weights, outType: type, path: io.output, overwrite: io.force, extraMetadata: note)

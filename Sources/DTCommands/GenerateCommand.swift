@@ -3,6 +3,7 @@ import ArgumentParser
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 struct Generate: ParsableCommand {
@@ -45,7 +46,7 @@ struct Generate: ParsableCommand {
             if chat {
                 var messages = [ChatMessage(role: "user", content: prompt)]
                 if let system { messages.insert(ChatMessage(role: "system", content: system), at: 0) }
-                text = try ChatTemplate(jinja: tok.chatTemplate, named: chatTemplate, source: loaded.path)
+                text = try ModelChatTemplate(tokenizer: tok, named: chatTemplate, source: loaded.path).required()
                     .renderText(messages, addGenerationPrompt: true)
             }
             let ids = tok.encode(text, addSpecial: true)

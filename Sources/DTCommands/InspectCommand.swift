@@ -4,6 +4,7 @@ import DTFormats
 import DTModel
 import DTTokenizer
 import DTTraining
+import DTRuns
 import Foundation
 
 struct Inspect: ParsableCommand {
@@ -62,10 +63,11 @@ public enum InspectReport {
                      + typeCounts.keys.sorted().map { "\($0) ×\(typeCounts[$0]!.0)" }.joined(separator: ", "))
         do {
             let tok = try ModelLoader.tokenizer(for: source)
-            lines.append("tokenizer: byte-level BPE, \(tok.vocabularySize) tokens, pre-tokenizer \(tok.preTokenizer.family.rawValue), \(tok.specialTokens.count) special; bos \(tok.bosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), eos \(tok.eosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), add bos \(tok.addBos)")
-            if let template = try? ChatTemplate(jinja: tok.chatTemplate, source: path) {
+            lines.append("tokenizer: \(tok.sentencePiece == nil ? "byte-level BPE" : "SentencePiece-style BPE (▁ spaces, byte fallback)"), \(tok.vocabularySize) tokens, \(tok.sentencePiece.map { "prefix \($0.prefix.rawValue)" } ?? "pre-tokenizer \(tok.preTokenizer.family.rawValue)"), \(tok.specialTokens.count) special; bos \(tok.bosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), eos \(tok.eosToken.map { "\($0) \(tok.tokens[Int($0)])" } ?? "none"), add bos \(tok.addBos)")
+            switch try ModelChatTemplate(tokenizer: tok, source: path) {
+            case .available(let template):
                 lines.append("chat template: \(template.family.rawValue)\(template.defaultSystem.map { " (default system: \"\($0)\")" } ?? "")")
-            } else {
+            case .unavailable:
                 lines.append("chat template: \(tok.chatTemplate == nil ? "none" : "unrecognised")")
             }
         } catch {
@@ -125,7 +127,7 @@ struct Tokenize: ParsableCommand {
             let tok = try ModelLoader.tokenizer(for: source)
             var input = text ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             if chat {
-                input = try ChatTemplate(jinja: tok.chatTemplate, source: source.path)
+                input = try ModelChatTemplate(tokenizer: tok, source: source.path).required()
                     .renderText([ChatMessage(role: "user", content: input)], addGenerationPrompt: true)
             }
             let ids = tok.encode(input, addSpecial: true)

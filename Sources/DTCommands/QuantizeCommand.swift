@@ -4,6 +4,7 @@ import ArgumentParser
 import DTFormats
 import DTModel
 import DTTraining
+import DTRuns
 import Foundation
 
 struct QuantizeModel: ParsableCommand {

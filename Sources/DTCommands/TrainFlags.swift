@@ -78,6 +78,7 @@ struct LoRAFlags: ConfigFlagGroup {
     @Option(key: "lora_dropout") var loraDropout: ConfigFlag?
     @Option(key: "lora_targets") var loraTargets: ConfigFlag?
     @Option(key: "use_rslora") var useRslora: ConfigFlag?
+    @Option(key: "use_dora") var useDora: ConfigFlag?
     @Option(key: "init_adapter") var initAdapter: ConfigFlag?
 }
 

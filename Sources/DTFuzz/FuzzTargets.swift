@@ -4,6 +4,7 @@
 // one); everything else the reader needs (a tokenizer, a model directory) comes from the committed fixtures.
 // Used by the libFuzzer executable `dtrain-fuzz` (scripts/fuzz.sh) and by FuzzCorpusTests (the corpora replayed).
 import DTCommands
+import DTRuns
 import DTFormats
 import DTModel
 import DTTokenizer
@@ -111,6 +112,6 @@ enum Fixtures {
     /// SmolLM2's real tokenizer (49 152 tokens, byte-level BPE).
     static let smolTokenizer = try! Tokenizer(tokenizerJSON: root + "/Tests/DTTokenizerTests/Fixtures/smollm2_tokenizer.json")
     static let tinyTokenizer = try! Tokenizer(tokenizerJSON: base + "/tiny-hf/tokenizer.json")
-    static let chatTemplate = try? ChatTemplate(jinja: tinyTokenizer.chatTemplate, source: base + "/tiny-hf")
+    static let chatTemplate = try! ModelChatTemplate(tokenizer: tinyTokenizer, source: base + "/tiny-hf")
     static let tinyConfig = try! LlamaConfig(hfConfig: base + "/tiny-hf/config.json")
 }

@@ -183,6 +183,29 @@ public enum Vector {
     @inline(__always) public static func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
         for r in 0..<rows { add(y + r * cols, bias, count: cols) }
     }
+
+    /// y (rows, cols) = scale (cols) ⊙ x (rows, cols) in every row (+ y when `accumulate`); x may be y.
+    public static func scaleColumns(_ x: UnsafePointer<Float>, by scale: UnsafePointer<Float>, rows: Int, cols: Int,
+                                    into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        Parallel.ranges(rows, minimumPerWorker: max(1, (1 << 14) / max(1, cols))) { _, range in
+            for r in range {
+                let xr = x + r * cols, yr = y + r * cols
+                if accumulate { for c in 0..<cols { yr[c] += scale[c] * xr[c] } } else { for c in 0..<cols { yr[c] = scale[c] * xr[c] } }
+            }
+        }
+    }
+
+    /// out (cols) += Σ over rows of a (rows, cols) ⊙ b (rows, cols): the dot product of each column pair.
+    public static func accumulateColumnDots(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int,
+                                            into out: UnsafeMutablePointer<Float>) {
+        // Workers take column ranges (each reads its slice of every row), so no partial sums need merging.
+        Parallel.ranges(cols, minimumPerWorker: max(16, (1 << 14) / max(1, rows))) { _, range in
+            for r in 0..<rows {
+                let ar = a + r * cols, br = b + r * cols
+                for c in range { out[c] += ar[c] * br[c] }
+            }
+        }
+    }
 }
 
 public enum Softmax {

@@ -1,11 +1,30 @@
 // The one variation point of the model: a trainable adapter that hooks into the frozen forward and
-// backward passes. LoRA hooks the projections; prompt tuning hooks the input embeddings; the linear probe
-// reads the final hidden states. All hooks have no-op defaults.
+// backward passes. LoRA hooks the projections; DoRA also scales their frozen output per feature; prompt tuning
+// hooks the input embeddings; the linear probe reads the final hidden states. All hooks have no-op defaults.
 import DTKernels
+
+/// A factor per output feature on a projection's frozen product (DoRA: m / ‖W + s·B·A‖ per row of W), with
+/// the adapter's buffers the choke point leaves its intermediate results in.
+public struct FrozenOutputScale {
+    public var scale: UnsafePointer<Float>                  // (out)
+    public var product: UnsafeMutablePointer<Float>         // (rows, out) forward: x · Wᵀ + adapter(x), before scaling
+    public var scaledGradient: UnsafeMutablePointer<Float>  // (rows, out) backward: scale ⊙ dy
+    public init(scale: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>, scaledGradient: UnsafeMutablePointer<Float>) {
+        self.scale = scale; self.product = product; self.scaledGradient = scaledGradient
+    }
+}
 
 public protocol ModelAdapter: AnyObject {
     /// Whether projection `p` of `layer` has an adapter (skips work for the others).
     func adapts(layer: Int, _ p: TensorNames.Projection) -> Bool
+    /// Asked before each product of an adapted projection: nil (the default) leaves y = x · Wᵀ and dx = dy · W.
+    /// A scale makes `project` write x · Wᵀ into `product`, hand `product` to the adapter's `forward` as its y, and
+    /// then put scale ⊙ product into y (added when y holds the residual stream); `projectBackward` takes
+    /// dx = (scale ⊙ dy) · W, leaving scale ⊙ dy in `scaledGradient` for the adapter's `backward`.
+    /// `scratch` is the products' scratch, for an adapter that multiplies by `weight` itself (through
+    /// `scratch.sharingWeights`, so the rounded input the next projection reuses stays intact).
+    func frozenOutputScale(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, rows: Int,
+                           scratch: ProductScratch) -> FrozenOutputScale?
     /// y (rows, out) += adapter(x (rows, in)), beside the frozen `weight` (whose product is already in y).
     /// Saves what its backward needs.
     func forward(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, x: UnsafePointer<Float>,
@@ -23,6 +42,8 @@ public protocol ModelAdapter: AnyObject {
 
 extension ModelAdapter {
     public func adapts(layer: Int, _ p: TensorNames.Projection) -> Bool { false }
+    public func frozenOutputScale(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, rows: Int,
+                                  scratch: ProductScratch) -> FrozenOutputScale? { nil }
     public func forward(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, x: UnsafePointer<Float>,
                         y: UnsafeMutablePointer<Float>, rows: Int) {}
     public func backward(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, x: UnsafePointer<Float>,

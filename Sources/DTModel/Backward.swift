@@ -6,15 +6,22 @@ import Foundation
 
 extension LlamaModel {
     /// dx (rows, in) = dy (rows, out) · W (+ dx when `accumulate`), plus the adapter's backward (which also
-    /// takes its gradients).
+    /// takes its gradients). With the adapter's frozen-output scale (DoRA): dx = (scale ⊙ dy) · W.
     @inline(__always)
     func projectBackward(_ layer: Int, _ p: TensorNames.Projection, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
-        Profile.measure("backward \(p)") { w.backward(dy, rows: rows, into: dx, accumulate: accumulate, scratch: ws.productScratch) }
-        if let adapter, adapter.adapts(layer: layer, p) {
-            Profile.measure("backward adapter") { adapter.backward(layer: layer, p, weight: w, x: x, dy: dy, dx: dx, rows: rows) }
+        let adapted = adapter?.adapts(layer: layer, p) == true
+        let scale = adapted ? adapter!.frozenOutputScale(layer: layer, p, weight: w, rows: rows, scratch: ws.productScratch) : nil
+        if let scale {
+            Profile.measure("backward adapter") {
+                Vector.scaleColumns(dy, by: scale.scale, rows: rows, cols: w.rows, into: scale.scaledGradient, accumulate: false)
+            }
         }
+        Profile.measure("backward \(p)") {
+            w.backward(scale.map { UnsafePointer($0.scaledGradient) } ?? dy, rows: rows, into: dx, accumulate: accumulate, scratch: ws.productScratch)
+        }
+        if adapted { Profile.measure("backward adapter") { adapter!.backward(layer: layer, p, weight: w, x: x, dy: dy, dx: dx, rows: rows) } }
     }
 
     /// Cross-entropy over rows whose label is ≥ 0, as a sum (not a mean): returns Σ −log p(label), and

@@ -8,15 +8,23 @@ import Foundation
 
 extension LlamaModel {
     /// y (rows, out) = x (rows, in) · Wᵀ (+ y when `accumulate`) + adapter(x). The one entry point for projections.
+    /// With an adapter's frozen-output scale (DoRA): y (+)= scale ⊙ (x · Wᵀ + adapter(x)), built in the adapter's buffer.
     @inline(__always)
     func project(_ layer: Int, _ p: TensorNames.Projection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                  rows: Int, accumulate: Bool = false, sameInputAsPrevious: Bool = false, ws: ForwardWorkspace, adapter: ModelAdapter?) {
         let w = layers[layer].projections[p]!
+        let adapted = adapter?.adapts(layer: layer, p) == true
+        let scale = adapted ? adapter!.frozenOutputScale(layer: layer, p, weight: w, rows: rows, scratch: ws.productScratch) : nil
+        let out = scale?.product ?? y
         Profile.measure("forward \(p)") {
-            w.forward(x, rows: rows, into: y, accumulate: accumulate, inputAlreadyRounded: sameInputAsPrevious, scratch: ws.productScratch)
+            w.forward(x, rows: rows, into: out, accumulate: accumulate && scale == nil, inputAlreadyRounded: sameInputAsPrevious,
+                      scratch: ws.productScratch)
         }
-        if let adapter, adapter.adapts(layer: layer, p) {
-            Profile.measure("forward adapter") { adapter.forward(layer: layer, p, weight: w, x: x, y: y, rows: rows) }
+        if adapted { Profile.measure("forward adapter") { adapter!.forward(layer: layer, p, weight: w, x: x, y: out, rows: rows) } }
+        if let scale {
+            Profile.measure("forward adapter") {
+                Vector.scaleColumns(scale.product, by: scale.scale, rows: rows, cols: w.rows, into: y, accumulate: accumulate)
+            }
         }
     }
 

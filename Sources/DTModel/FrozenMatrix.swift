@@ -242,6 +242,19 @@ public final class ProductScratch {
         input = BF16Buffer(count: inputElements)
     }
 
+    private init(weights: FloatBuffer, weightsBF16: BF16Buffer, input: BF16Buffer) {
+        self.weights = weights; self.weightsBF16 = weightsBF16; self.input = input
+    }
+
+    /// A scratch with this one's weight buffers and its own input buffer of `inputElements`: for a product an
+    /// adapter makes with W inside `project`, between two products that share one rounded input (q/k/v).
+    public func sharingWeights(inputElements: Int) -> ProductScratch {
+        ProductScratch(weights: weights, weightsBF16: weightsBF16, input: BF16Buffer(count: inputElements))
+    }
+
+    /// Whether `other` uses this scratch's weight buffers.
+    public func sharesWeights(with other: ProductScratch) -> Bool { weights === other.weights && weightsBF16 === other.weightsBF16 }
+
     /// x (rows, cols) with leading dimension `ld`, rounded to bf16 into `input` (contiguous).
     func roundedInput(_ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) -> UnsafePointer<UInt16> {
         precondition(rows * cols <= input.count, "bf16 input scratch of \(input.count) for a (\(rows), \(cols)) input")

@@ -1,5 +1,8 @@
-// Byte-level BPE (GPT-2 family): special tokens are matched first, the rest is pre-tokenized, each piece's
-// UTF-8 bytes are mapped to GPT-2's printable byte alphabet and merged by rank.
+// BPE tokenizers. Special tokens are matched first; the text between them is then either
+//   byte-level (GPT-2 family): pre-tokenized, each piece's UTF-8 bytes mapped to GPT-2's printable byte alphabet, or
+//   SentencePiece-style (Llama-2, Mistral, Gemma, Phi-3): spaces marked "▁", one symbol per character with
+//   <0xNN> byte tokens for characters outside the vocabulary (SentencePiece.swift),
+// and the symbols are merged in rank order (a GGUF's SentencePiece scores become ranks).
 import Foundation
 
 public enum ByteLevel {
@@ -32,47 +35,47 @@ public final class Tokenizer {
     public let tokenIds: [String: Int32]
     /// Tokens matched verbatim in text before BPE (control and user-defined tokens).
     public let specialTokens: Set<Int32>
+    /// Byte-level BPE's pre-tokenizer (not used when `sentencePiece` is set).
     public let preTokenizer: PreTokenizer
+    /// Set for SentencePiece-style BPE (▁ for spaces, <0xNN> byte fallback); nil for byte-level BPE.
+    public let sentencePiece: SentencePieceRule?
     public let bosToken: Int32?
     public let eosToken: Int32?
     public let padToken: Int32?
     public let addBos: Bool
     public let ignoreMerges: Bool
     public let chatTemplate: String?
+    /// (left id << 32 | right id) → the merge's rank (lower merges first) and the merged token.
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    /// The token of each byte: GPT-2's byte symbol (byte-level; -1 when missing) or <0xNN> (SentencePiece).
     private let byteTokens: [Int32]
+    /// SentencePiece-style only: byte tokens' values, and the tokens that are one Unicode scalar (any type, as
+    /// HF's BPE vocabulary lookup and llama.cpp's text_to_token take them).
+    private let byteOfToken: [Int32: UInt8]
+    private let scalarTokens: [UInt32: Int32]
     private let specialByFirstScalar: [UInt32: [(String, Int32)]]
     private var cache: [String: [Int32]] = [:]
     private let lock = NSLock()
 
-    public init(tokens: [String], merges mergeList: [(String, String)], special: Set<Int32>, preTokenizer: PreTokenizer,
-                bos: Int32?, eos: Int32?, pad: Int32?, addBos: Bool, ignoreMerges: Bool = false, chatTemplate: String?,
-                source: String) throws {
+    /// Everything already checked by the public initializers (here and in SentencePiece.swift).
+    init(tokens: [String], tokenIds: [String: Int32], merges: [UInt64: (rank: Int32, merged: Int32)], byteTokens: [Int32],
+         sentencePiece: SentencePieceRule?, byteOfToken: [Int32: UInt8], special: Set<Int32>, preTokenizer: PreTokenizer,
+         bos: Int32?, eos: Int32?, pad: Int32?, addBos: Bool, ignoreMerges: Bool, chatTemplate: String?) {
+        precondition(byteTokens.count == 256, "one token per byte value")
         self.tokens = tokens
-        var ids: [String: Int32] = [:]
-        ids.reserveCapacity(tokens.count)
-        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
-        tokenIds = ids
-        // A byte whose symbol is missing from the vocabulary (e.g. control bytes never seen in training) has
-        // no token: like HF tokenizers without an unk token, it produces none (-1 marks it).
-        let byteTokens = (0..<256).map { ids[String(ByteLevel.byteToScalar[$0])] ?? -1 }
-        guard byteTokens.filter({ $0 >= 0 }).count >= 128 else {
-            throw TokenizerError("\(source): vocabulary lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
-        }
-        self.byteTokens = byteTokens
-        guard mergeList.count < 1 << 24 else {
-            throw TokenizerError("\(source): \(mergeList.count) merges (at most \(1 << 24 - 1) are supported)")
-        }
-        var merges: [UInt64: (Int32, Int32)] = [:]
-        merges.reserveCapacity(mergeList.count)
-        for (rank, (a, b)) in mergeList.enumerated() {
-            guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else {
-                throw TokenizerError("\(source): merge \(rank) '\(a) \(b)' uses tokens missing from the vocabulary")
-            }
-            let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))
-            if merges[key] == nil { merges[key] = (Int32(rank), im) }
-        }
+        self.tokenIds = tokenIds
         self.merges = merges
+        self.byteTokens = byteTokens
+        self.sentencePiece = sentencePiece
+        self.byteOfToken = byteOfToken
+        var scalarTokens: [UInt32: Int32] = [:]
+        if sentencePiece != nil {
+            for (text, id) in tokenIds {
+                var it = text.unicodeScalars.makeIterator()
+                if let only = it.next(), it.next() == nil { scalarTokens[only.value] = id }
+            }
+        }
+        self.scalarTokens = scalarTokens
         self.specialTokens = special
         var byFirst: [UInt32: [(String, Int32)]] = [:]
         for id in special {
@@ -89,6 +92,51 @@ public final class Tokenizer {
         self.chatTemplate = chatTemplate
     }
 
+    /// Byte-level BPE (GPT-2's byte alphabet) with merges in rank order.
+    public convenience init(tokens: [String], merges mergeList: [(String, String)], special: Set<Int32>, preTokenizer: PreTokenizer,
+                            bos: Int32?, eos: Int32?, pad: Int32?, addBos: Bool, ignoreMerges: Bool = false, chatTemplate: String?,
+                            source: String) throws {
+        let ids = Self.idTable(tokens)
+        // A byte whose symbol is missing from the vocabulary (e.g. control bytes never seen in training) has
+        // no token: like HF tokenizers without an unk token, it produces none (-1 marks it).
+        let byteTokens = (0..<256).map { ids[String(ByteLevel.byteToScalar[$0])] ?? -1 }
+        guard byteTokens.filter({ $0 >= 0 }).count >= 128 else {
+            throw TokenizerError("\(source): vocabulary lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
+        }
+        self.init(tokens: tokens, tokenIds: ids, merges: try Self.rankedMerges(mergeList, ids: ids, source: source),
+                  byteTokens: byteTokens, sentencePiece: nil, byteOfToken: [:], special: special, preTokenizer: preTokenizer,
+                  bos: bos, eos: eos, pad: pad, addBos: addBos, ignoreMerges: ignoreMerges, chatTemplate: chatTemplate)
+    }
+
+    /// Token text → id (the first id of a text given twice).
+    static func idTable(_ tokens: [String]) -> [String: Int32] {
+        var ids: [String: Int32] = [:]
+        ids.reserveCapacity(tokens.count)
+        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        return ids
+    }
+
+    /// The merge table of a merge list in rank order (the first of a repeated pair counts).
+    static func rankedMerges(_ mergeList: [(String, String)], ids: [String: Int32], source: String) throws -> [UInt64: (rank: Int32, merged: Int32)] {
+        guard mergeList.count < 1 << 24 else {
+            throw TokenizerError("\(source): \(mergeList.count) merges (at most \(1 << 24 - 1) are supported)")
+        }
+        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
+        merges.reserveCapacity(mergeList.count)
+        for (rank, (a, b)) in mergeList.enumerated() {
+            guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else {
+                throw TokenizerError("\(source): merge \(rank) '\(a) \(b)' uses tokens missing from the vocabulary")
+            }
+            let key = pairKey(ia, ib)
+            if merges[key] == nil { merges[key] = (Int32(rank), im) }
+        }
+        return merges
+    }
+
+    static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
     public var vocabularySize: Int { tokens.count }
 
     /// Token ids of `text`. Special-token text (e.g. "<|im_start|>") becomes its id when `parseSpecial`.
@@ -102,7 +150,8 @@ public final class Tokenizer {
             guard end > segmentStart else { return }
             var view = String.UnicodeScalarView()
             view.append(contentsOf: scalars[segmentStart..<end])
-            for piece in preTokenizer.split(String(view)) { out.append(contentsOf: bpe(piece)) }
+            let pieces = sentencePiece.map { $0.pieces(of: view, atTextStart: segmentStart == 0) } ?? preTokenizer.split(String(view))
+            for piece in pieces { out.append(contentsOf: bpe(piece)) }
         }
         while i < scalars.count {
             if parseSpecial, let candidates = specialByFirstScalar[scalars[i].value],
@@ -138,9 +187,11 @@ public final class Tokenizer {
         }
         var symbols: [Int32]
         var mapped = String.UnicodeScalarView()
-        if ignoreMerges { for b in piece.utf8 { mapped.append(ByteLevel.byteToScalar[Int(b)]) } }
-        if ignoreMerges, let whole = tokenIds[String(mapped)] {
+        if ignoreMerges && sentencePiece == nil { for b in piece.utf8 { mapped.append(ByteLevel.byteToScalar[Int(b)]) } }
+        if ignoreMerges, let whole = tokenIds[sentencePiece == nil ? String(mapped) : piece] {
             symbols = [whole]
+        } else if sentencePiece != nil {
+            symbols = mergeAll(sentencePieceSymbols(piece))
         } else {
             symbols = mergeAll(piece.utf8.map { byteTokens[Int($0)] })
             symbols.removeAll { $0 < 0 }
@@ -150,6 +201,18 @@ public final class Tokenizer {
             if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
             cache[piece] = symbols
             lock.unlock()
+        }
+        return symbols
+    }
+
+    /// SentencePiece-style initial symbols: one per character, the <0xNN> tokens of its UTF-8 bytes for a
+    /// character that is not a token (byte fallback).
+    func sentencePieceSymbols(_ piece: String) -> [Int32] {
+        var symbols: [Int32] = []
+        symbols.reserveCapacity(piece.unicodeScalars.count)
+        for s in piece.unicodeScalars {
+            if let id = scalarTokens[s.value] { symbols.append(id); continue }
+            for b in String(s).utf8 { symbols.append(byteTokens[Int(b)]) }
         }
         return symbols
     }
@@ -165,9 +228,7 @@ public final class Tokenizer {
         var next = Array(1...n)                                 // (n) next live position, n = none
         var previous = Array(-1..<(n - 1))                      // (n) previous live position, -1 = none
         var alive = [Bool](repeating: true, count: n)
-        func pair(_ left: Int32, _ right: Int32) -> (rank: Int32, merged: Int32)? {
-            merges[UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))]
-        }
+        func pair(_ left: Int32, _ right: Int32) -> (rank: Int32, merged: Int32)? { merges[Self.pairKey(left, right)] }
         /// Heap entry: rank in the high 24 bits, position of the left symbol in the low 40 (so ties go left).
         func entry(_ rank: Int32, _ position: Int) -> UInt64 { UInt64(rank) << 40 | UInt64(position) }
         var heap = MinHeap()
@@ -202,6 +263,10 @@ public final class Tokenizer {
         guard id >= 0, Int(id) < tokens.count else { return [] }
         let t = tokens[Int(id)]
         if specialTokens.contains(id) { return Array(t.utf8) }
+        if sentencePiece != nil {
+            if let b = byteOfToken[id] { return [b] }
+            return Array(t.replacingOccurrences(of: SentencePieceRule.mark, with: " ").utf8)
+        }
         var out: [UInt8] = []
         for s in t.unicodeScalars {
             if let b = ByteLevel.scalarToByte[s.value] { out.append(b) } else { out.append(contentsOf: Array(String(s).utf8)) }
@@ -213,55 +278,9 @@ public final class Tokenizer {
     public func decode(_ ids: [Int32], skipSpecial: Bool = false) -> String {
         var bytes: [UInt8] = []
         for id in ids where !(skipSpecial && specialTokens.contains(id)) { bytes.append(contentsOf: self.bytes(of: id)) }
+        // HF's Strip(" ", 1, 0) decoder (llama.cpp: add_space_prefix) takes back the "▁" put before the text.
+        if sentencePiece?.decodeStripsLeadingSpace == true, bytes.first == 0x20 { bytes.removeFirst() }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-/// A binary min-heap of packed (rank, position) keys.
-struct MinHeap {
-    private var items: [UInt64] = []
-
-    mutating func reserve(_ n: Int) { items.reserveCapacity(n) }
-    /// Adds without ordering; call `heapify` before the first pop.
-    mutating func append(_ x: UInt64) { items.append(x) }
-
-    mutating func heapify() {
-        guard items.count > 1 else { return }
-        for i in stride(from: items.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
-    }
-
-    mutating func push(_ x: UInt64) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard items[i] < items[parent] else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func popMin() -> UInt64? {
-        guard let last = items.popLast() else { return nil }
-        guard !items.isEmpty else { return last }
-        let top = items[0]
-        items[0] = last
-        siftDown(0)
-        return top
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var i = start
-        let n = items.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < n && items[l] < items[smallest] { smallest = l }
-            if r < n && items[r] < items[smallest] { smallest = r }
-            if smallest == i { return }
-            items.swapAt(i, smallest)
-            i = smallest
-        }
     }
 }
 

@@ -3,15 +3,16 @@ import DTFormats
 import Foundation
 
 extension Tokenizer {
-    /// From GGUF keys tokenizer.ggml.{model, pre, tokens, token_type, merges, bos/eos/padding_token_id, add_bos_token}.
+    /// From GGUF keys tokenizer.ggml.{model, pre, tokens, token_type, merges, bos/eos/padding_token_id, add_bos_token};
+    /// model "llama" (SentencePiece-style) reads scores and add_space_prefix instead of merges and pre.
     public convenience init(gguf: GGUFFile) throws {
         let file = gguf.path
         let meta = gguf.metadata
         guard let model = meta["tokenizer.ggml.model"]?.string else {
             throw FormatError.key(file, "tokenizer.ggml.model", "missing: this GGUF has no tokenizer")
         }
-        guard model == "gpt2" else {
-            throw FormatError.key(file, "tokenizer.ggml.model", "expected 'gpt2' (byte-level BPE), found '\(model)'; SentencePiece tokenizers are not supported yet")
+        guard model == "gpt2" || model == "llama" else {
+            throw FormatError.key(file, "tokenizer.ggml.model", "expected 'gpt2' (byte-level BPE) or 'llama' (SentencePiece-style BPE), found '\(model)'")
         }
         guard let tokenValues = meta["tokenizer.ggml.tokens"]?.array else {
             throw FormatError.key(file, "tokenizer.ggml.tokens", "missing or not an array")
@@ -19,6 +20,10 @@ extension Tokenizer {
         let tokens = try tokenValues.enumerated().map { i, v -> String in
             guard let s = v.string else { throw FormatError.key(file, "tokenizer.ggml.tokens[\(i)]", "expected a string") }
             return s
+        }
+        if model == "llama" {
+            try self.init(llamaGGUF: gguf, tokens: tokens)
+            return
         }
         let merges = try (meta["tokenizer.ggml.merges"]?.array ?? []).enumerated().map { i, v -> (String, String) in
             guard let s = v.string, let space = s.firstIndex(of: " ") else {
@@ -34,13 +39,7 @@ extension Tokenizer {
             for (i, t) in types.enumerated() where t.int == 3 || t.int == 4 { special.insert(Int32(i)) }
         }
         let family = try Self.family(gguf: gguf)
-        func id(_ key: String) throws -> Int32? {
-            guard let v = meta[key] else { return nil }
-            guard let n = v.int, n >= 0, n < tokens.count else {
-                throw FormatError.key(file, key, "expected a token id below \(tokens.count)")
-            }
-            return Int32(n)
-        }
+        func id(_ key: String) throws -> Int32? { try Self.tokenId(meta, key, count: tokens.count, file: file) }
         try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
                       bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
                       pad: try id("tokenizer.ggml.padding_token_id"),
@@ -62,7 +61,7 @@ extension Tokenizer {
         }
     }
 
-    /// From a Hugging Face tokenizer.json (model.type BPE with byte-level pre-tokenizer), plus the optional
+    /// From a Hugging Face tokenizer.json (model.type BPE, byte-level or SentencePiece-style), plus the optional
     /// tokenizer_config.json beside it (chat_template, bos/eos, add_bos_token).
     public convenience init(tokenizerJSON path: String) throws {
         let data: Data
@@ -124,7 +123,8 @@ extension Tokenizer {
                 throw FormatError.key(path, "model.merges[\(i)]", "expected 'left right' or [left, right]")
             }
         }
-        let family = try Self.family(of: json["pre_tokenizer"], file: path)
+        let spaces = try Self.sentencePieceRule(json: json, model: model, file: path)
+        let family = spaces == nil ? try Self.family(of: json["pre_tokenizer"], file: path) : .gpt2
         let dir = (path as NSString).deletingLastPathComponent
         let configPath = (dir as NSString).appendingPathComponent("tokenizer_config.json")
         var template: String?, bos: Int32?, eos: Int32?, pad: Int32?, addBos = false
@@ -144,9 +144,15 @@ extension Tokenizer {
         // transformers ≥ 4.43 may save the template as chat_template.jinja (5.x always does); it wins over the key.
         let jinjaPath = (dir as NSString).appendingPathComponent("chat_template.jinja")
         if FileManager.default.fileExists(atPath: jinjaPath) { template = try TextFiles.readUTF8(jinjaPath) }
-        try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
-                      bos: bos, eos: eos, pad: pad, addBos: addBos,
-                      ignoreMerges: (model["ignore_merges"] as? Bool) ?? false, chatTemplate: template, source: path)
+        let ignoreMerges = (model["ignore_merges"] as? Bool) ?? false
+        if let spaces {
+            let byteIds = Set(tokens.indices.filter { !special.contains(Int32($0)) && Self.byteValue(tokens[$0]) != nil }.map { Int32($0) })
+            try self.init(sentencePiece: spaces, tokens: tokens, mergeOrder: .ranks(merges), byteTokenIds: byteIds, special: special,
+                          bos: bos, eos: eos, pad: pad, addBos: addBos, ignoreMerges: ignoreMerges, chatTemplate: template, source: path)
+        } else {
+            try self.init(tokens: tokens, merges: merges, special: special, preTokenizer: PreTokenizer(family),
+                          bos: bos, eos: eos, pad: pad, addBos: addBos, ignoreMerges: ignoreMerges, chatTemplate: template, source: path)
+        }
     }
 
     /// Recognises the pre-tokenizer family from tokenizer.json's pre_tokenizer section.

@@ -17,6 +17,11 @@ public struct TrainingExample: Equatable, Sendable {
     /// 1-based line in the source file (0 for .txt windows).
     public var line: Int
     public var targetCount: Int { labels.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
+
+    public init(tokens: [Int32], labels: [Int32], line: Int) {
+        precondition(tokens.count == labels.count, "one label per token")
+        self.tokens = tokens; self.labels = labels; self.line = line
+    }
 }
 
 public struct DataOptions: Sendable {
@@ -39,7 +44,7 @@ public struct Dataset {
         self.path = path; self.examples = examples; self.truncated = truncated
     }
 
-    public static func load(path: String, tokenizer: Tokenizer, template: ChatTemplate?, options: DataOptions) throws -> Dataset {
+    public static func load(path: String, tokenizer: Tokenizer, template: ModelChatTemplate, options: DataOptions) throws -> Dataset {
         var examples: [TrainingExample] = []
         var truncated = 0
         if !path.hasSuffix(".jsonl") && !path.hasSuffix(".json") {
@@ -56,7 +61,7 @@ public struct Dataset {
                                                  eosText: tokenizer.eosToken.map { tokenizer.tokens[Int($0)] } ?? "")
                 var tokens: [Int32] = []
                 var trainable: [Bool] = []
-                if tokenizer.addBos, let bos = tokenizer.bosToken, template == nil || object["messages"] == nil {
+                if tokenizer.addBos, let bos = tokenizer.bosToken, template.template == nil || object["messages"] == nil {
                     tokens.append(bos); trainable.append(false)
                 }
                 for (text, isTarget) in segments {
@@ -90,7 +95,7 @@ public struct Dataset {
     }
 
     /// Texts of one JSONL object with their target flag, by format.
-    static func segments(_ o: [String: Any], file: String, line: Int, template: ChatTemplate?, eosText: String) throws -> [(String, Bool)] {
+    static func segments(_ o: [String: Any], file: String, line: Int, template: ModelChatTemplate, eosText: String) throws -> [(String, Bool)] {
         func string(_ key: String, in dict: [String: Any] = o, at label: String? = nil) throws -> String {
             guard let value = dict[key] else {
                 throw FormatError.line(file, line, "missing field \"\(label ?? key)\"")
@@ -104,17 +109,8 @@ public struct Dataset {
             guard let list = messages as? [[String: Any]], !list.isEmpty else {
                 throw FormatError.line(file, line, "\"messages\" must be a non-empty list of {\"role\", \"content\"} objects")
             }
-            guard let template else {
-                throw FormatError.line(file, line, "chat messages need a chat template (the model has none; set chat_template)")
-            }
-            let chat = try list.enumerated().map { i, m in
-                ChatMessage(role: try string("role", in: m, at: "messages[\(i)].role"),
-                            content: try string("content", in: m, at: "messages[\(i)].content"))
-            }
-            for (i, m) in chat.enumerated() where !["system", "user", "assistant"].contains(m.role) {
-                throw FormatError.line(file, line, "messages[\(i)].role must be system, user or assistant, found \"\(m.role)\"")
-            }
-            return template.render(chat, addGenerationPrompt: false).map { ($0.text, $0.isAssistant) }
+            let chat = try messagesOf(list, file: file, line: line)
+            return try required(template, file: file, line: line).render(chat, addGenerationPrompt: false).map { ($0.text, $0.isAssistant) }
         }
         if o["prompt"] != nil || o["completion"] != nil {
             return [(try string("prompt"), false), (try string("completion") + eosText, true)]
@@ -128,6 +124,26 @@ public struct Dataset {
         }
         if o["text"] != nil { return [(try string("text") + eosText, true)] }
         throw FormatError.line(file, line, "unknown record: expected \"text\", \"prompt\"+\"completion\", \"messages\" or \"instruction\"+\"output\"; found keys \(o.keys.sorted())")
+    }
+
+    /// Chat messages of a JSONL "messages" list, each a {"role": system|user|assistant, "content": string} object.
+    public static func messagesOf(_ list: [[String: Any]], file: String, line: Int) throws -> [ChatMessage] {
+        try list.enumerated().map { i, m in
+            guard let role = m["role"] as? String, let content = m["content"] as? String else {
+                throw FormatError.line(file, line, "messages[\(i)] needs string fields \"role\" and \"content\"")
+            }
+            guard ["system", "user", "assistant"].contains(role) else {
+                throw FormatError.line(file, line, "messages[\(i)].role must be system, user or assistant, found \"\(role)\"")
+            }
+            return ChatMessage(role: role, content: content)
+        }
+    }
+
+    /// The template chat messages at `file`:`line` need, or the reason there is none, naming the line.
+    public static func required(_ template: ModelChatTemplate, file: String, line: Int) throws -> ChatTemplate {
+        do { return try template.required() } catch {
+            throw FormatError.line(file, line, "chat messages need a chat template: \(error) (set chat_template)")
+        }
     }
 
     /// Tokens of the longest example.

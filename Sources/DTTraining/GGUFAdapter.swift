@@ -4,7 +4,8 @@
 //   <base tensor name>.lora_b  ggml [r, out]  = PEFT lora_B (out, r), rows in the base GGUF's order: for the
 //                                               llama architecture q/k rows permuted as the base's are
 // llama.cpp scales by alpha / r with r read from lora_b (alpha 0 means scale 1), so an rsLoRA adapter
-// (s = α / √r) is written with alpha = α·√r; reading gives α = alpha, no rsLoRA, the same s.
+// (s = α / √r) is written with alpha = α·√r; reading gives α = alpha, no rsLoRA, the same s. DoRA adapters are
+// refused (llama.cpp has no magnitude vectors); `dtrain merge` folds them into the base instead.
 import DTFormats
 import DTModel
 import Foundation
@@ -95,6 +96,12 @@ extension LoRAWeights {
         return LoRAWeights(options: options, pairs: pairs, source: path)
     }
 
+    /// Refuses a DoRA adapter, which llama.cpp cannot apply (no magnitude vectors): it is merged instead.
+    public func requireLlamaCppCompatible() throws {
+        guard options.useDoRA else { return }
+        throw CommandLineError("\(source) is a DoRA adapter (use_dora): llama.cpp has no DoRA, so it cannot be written as a GGUF adapter; fold it into the base instead with `dtrain merge --adapter \(source) --format gguf -o merged.gguf`")
+    }
+
     /// Tensor types a GGUF adapter can be written in.
     public static let ggufOutTypes: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0]
 
@@ -105,6 +112,7 @@ extension LoRAWeights {
     public func writeGGUF(_ path: String, config: LlamaConfig, outType: GGMLType, description: [GGUFMetadataEntry],
                           overwrite: Bool) throws -> [String] {
         precondition(Self.ggufOutTypes.values.contains(outType), "GGUF adapter type \(outType.name)")
+        try requireLlamaCppCompatible()
         var metadata: [GGUFMetadataEntry] = [
             .value("general.architecture", .string(config.ggufArchitecture)),
             .value("general.type", .string("adapter")),

@@ -33,21 +33,22 @@ public struct ProbeDataset {
     public var count: Int { sequences.count }
     public var longest: Int { sequences.map(\.count).max() ?? 0 }
 
+    /// The text a probe reads from one JSONL object: its "text", or its "messages" rendered with the chat template.
+    public static func text(of object: [String: Any], file: String, line: Int, template: ModelChatTemplate) throws -> String {
+        if let t = object["text"] as? String { return t }
+        guard let messages = object["messages"] as? [[String: Any]], !messages.isEmpty else {
+            throw FormatError.line(file, line, "expected a string field \"text\" or a non-empty \"messages\" list")
+        }
+        let chat = try Dataset.messagesOf(messages, file: file, line: line)
+        return try Dataset.required(template, file: file, line: line).renderText(chat, addGenerationPrompt: false)
+    }
+
     /// Reads JSONL {"text" | "messages", "label"}; `labelNames` fixes the label set (from the training file).
-    public static func load(path: String, tokenizer: Tokenizer, template: ChatTemplate?, maxLength: Int,
+    public static func load(path: String, tokenizer: Tokenizer, template: ModelChatTemplate, maxLength: Int,
                             labelNames known: [String]? = nil, regression: Bool? = nil) throws -> ProbeDataset {
         var sequences: [[Int32]] = [], rawLabels: [(Int, Any)] = []
         for (line, object) in try TextFiles.readJSONL(path) {
-            let text: String
-            if let t = object["text"] as? String { text = t }
-            else if let messages = object["messages"] as? [[String: Any]], let template {
-                text = template.renderText(try messages.enumerated().map { i, m in
-                    guard let role = m["role"] as? String, let content = m["content"] as? String else {
-                        throw FormatError.line(path, line, "messages[\(i)] needs string \"role\" and \"content\"")
-                    }
-                    return ChatMessage(role: role, content: content)
-                }, addGenerationPrompt: false)
-            } else { throw FormatError.line(path, line, "expected a string field \"text\" (or \"messages\")") }
+            let text = try Self.text(of: object, file: path, line: line, template: template)
             guard let label = object["label"] else { throw FormatError.line(path, line, "missing field \"label\"") }
             var ids = tokenizer.encode(text, addSpecial: true)
             if ids.count > maxLength { ids = Array(ids.prefix(maxLength)) }
@@ -81,25 +82,25 @@ public struct ProbeDataset {
 
 public enum FeatureExtractor {
     /// Features (n, C) of every sequence. Batches of `batchSize` consecutive sequences go to ranks in turn
-    /// (batch k to rank k mod N), so every batch has the same composition and padding on any number of ranks
-    /// and the features are bit-identical to a 1-rank run; the others contribute zeros to one all-reduce.
+    /// (RankSchedule), so while every rank gets a full batch each batch has the same composition and padding on
+    /// any number of ranks and the features are bit-identical to a 1-rank run; the others contribute zeros to one
+    /// all-reduce.
     public static func extract(model: LlamaModel, sequences: [[Int32]], options: ProbeOptions, comm: Communicator,
                                batchSize: Int, padToken: Int32, progress: (Int) -> Void = { _ in }) -> [Float] {
         let C = model.config.hiddenSize
         var features = [Float](repeating: 0, count: sequences.count * C)
-        let batches = stride(from: 0, to: sequences.count, by: batchSize).map { $0..<min($0 + batchSize, sequences.count) }
-        let mine = batches.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let schedule = RankSchedule(count: sequences.count, batch: batchSize, comm: comm)
+        let mine = schedule.allPasses
         let longest = mine.flatMap { $0.map { sequences[$0].count } }.max() ?? 1
-        let ws = ForwardWorkspace(model: model, batch: batchSize, length: longest, withLogits: false)
+        let ws = ForwardWorkspace(model: model, batch: schedule.batch, length: longest, withLogits: false)
         var done = 0
-        let rounds = (batches.count + comm.size - 1) / comm.size   // equal pass counts for a sharded base
-        for round in 0..<rounds {
-            guard round < mine.count else {
+        for items in mine {
+            guard !items.isEmpty else {
                 ws.load([[padToken]], padToken: padToken)
                 model.forwardLayers(ws, upToLayer: options.layer)
                 continue
             }
-            let chunk = Array(mine[round])
+            let chunk = Array(items)
             ws.load(chunk.map { sequences[$0] }, padToken: padToken)
             model.forwardLayers(ws, upToLayer: options.layer)
             // The final norm's output, or the raw residual stream after an intermediate layer.

@@ -1,7 +1,7 @@
 // A LoRA adapter's tensors independent of any loaded model or file format: what `export`, `merge`, `eval`,
 // `generate` and `train --init-adapter` read, from a PEFT directory or a llama.cpp GGUF adapter, checked
 // against the base model's configuration before use. Values are fp32 in HF row order:
-// A (r, in), B (out, r), and the merge delta is ΔW (out, in) = s · B · A.
+// A (r, in), B (out, r), DoRA's magnitude m (out), and the merge delta is ΔW (out, in) = s · B · A.
 import DTFormats
 import DTKernels
 import DTModel
@@ -15,6 +15,8 @@ public struct LoRAWeights {
     public var options: LoRAOptions
     /// Key: LoRAAdapter.key(layer, projection).
     public var pairs: [Int: Pair]
+    /// DoRA (options.useDoRA): the magnitude vector m (out) of each adapted projection, same keys; else empty.
+    public var magnitudes: [Int: [Float]] = [:]
     /// Where it was read from (for messages).
     public var source: String
 
@@ -29,12 +31,13 @@ public struct LoRAWeights {
             for p in adapter.options.targets {
                 pairs[LoRAAdapter.key(l, p)] = Pair(a: adapter.arena.array(LoRAAdapter.tensorName(l, p, "A")),
                                                     b: adapter.arena.array(LoRAAdapter.tensorName(l, p, "B")))
+                if options.useDoRA { magnitudes[LoRAAdapter.key(l, p)] = adapter.arena.array(LoRAAdapter.magnitudeName(l, p)) }
             }
         }
     }
 
-    init(options: LoRAOptions, pairs: [Int: Pair], source: String) {
-        self.options = options; self.pairs = pairs; self.source = source
+    init(options: LoRAOptions, pairs: [Int: Pair], magnitudes: [Int: [Float]] = [:], source: String) {
+        self.options = options; self.pairs = pairs; self.magnitudes = magnitudes; self.source = source
     }
 
     /// Reads a PEFT LoRA directory or a GGUF LoRA adapter file, checked against `config`.
@@ -52,12 +55,13 @@ public struct LoRAWeights {
     }
 
     /// A PEFT directory: adapter_config.json + adapter_model.safetensors, every tensor a LoRA tensor of a
-    /// listed module with the shape the base model implies.
+    /// listed module with the shape the base model implies (with use_dora, also each module's
+    /// `lora_magnitude_vector` (out), or `….lora_magnitude_vector.weight` as the model names it).
     public static func readPEFT(_ dir: String, config: LlamaConfig) throws -> LoRAWeights {
         let options = try PEFTFormat.readLoRAOptions(dir)
         let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
         let file = try SafetensorsFile(path: path)
-        var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:]
+        var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:], m: [Int: [Float]] = [:]
         for (rawName, tensor) in file.tensors {
             let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
             if let (layer, _, _) = parsePEFTName(name), layer >= config.layers {
@@ -66,14 +70,21 @@ public struct LoRAWeights {
             guard let (layer, p, which) = parsePEFTName(name), options.targets.contains(p) else {
                 throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
             }
+            if which == "m" && !options.useDoRA {
+                throw FormatError.key(path, rawName, "a DoRA magnitude vector, but adapter_config.json has use_dora false")
+            }
             let (out, inF) = config.projectionShape(p)
-            let expected = which == "A" ? [options.rank, inF] : [out, options.rank]
+            let expected = which == "A" ? [options.rank, inF] : which == "B" ? [out, options.rank] : [out]
             guard tensor.shape == expected else {
-                throw FormatError.key(path, rawName, "expected shape \(expected), found \(tensor.shape)")
+                throw FormatError.key(path, rawName, "expected shape \(expected)\(which == "m" ? " (one magnitude per output feature of \(p.rawValue))" : ""), found \(tensor.shape)")
             }
             let values = try file.floats(rawName)
             try FormatError.requireFinite(values, file: path, key: rawName)
-            if which == "A" { a[LoRAAdapter.key(layer, p)] = values } else { b[LoRAAdapter.key(layer, p)] = values }
+            switch which {
+            case "A": a[LoRAAdapter.key(layer, p)] = values
+            case "B": b[LoRAAdapter.key(layer, p)] = values
+            default: m[LoRAAdapter.key(layer, p)] = values
+            }
         }
         var pairs: [Int: Pair] = [:]
         for l in 0..<config.layers {
@@ -83,33 +94,35 @@ public struct LoRAWeights {
                     throw FormatError.key(path, LoRAAdapter.tensorName(l, p, a[k] == nil ? "A" : "B"), "missing tensor (adapter_config.json lists its module)")
                 }
                 pairs[k] = Pair(a: av, b: bv)
+                if options.useDoRA && m[k] == nil {
+                    throw FormatError.key(path, LoRAAdapter.magnitudeName(l, p), "missing tensor (adapter_config.json has use_dora true)")
+                }
             }
         }
-        return LoRAWeights(options: options, pairs: pairs, source: dir)
+        return LoRAWeights(options: options, pairs: pairs, magnitudes: m, source: dir)
     }
 
-    /// (layer, projection, "A"|"B") of `base_model.model.model.layers.N.<module>.lora_X.weight`.
+    /// (layer, projection, "A"|"B"|"m") of `base_model.model.model.layers.N.<module>.lora_X.weight` or
+    /// `….<module>.lora_magnitude_vector[.weight]` (DoRA's m).
     static func parsePEFTName(_ name: String) -> (Int, TensorNames.Projection, String)? {
         let prefix = "base_model.model.model.layers."
         guard name.hasPrefix(prefix) else { return nil }
-        let rest = name.dropFirst(prefix.count).split(separator: ".").map(String.init)
+        var rest = name.dropFirst(prefix.count).split(separator: ".").map(String.init)
+        if rest.count == 4 && rest[3] == "lora_magnitude_vector" { rest.append("weight") }
         guard rest.count == 5, let layer = Int(rest[0]), rest[4] == "weight",
-              let which = ["lora_A": "A", "lora_B": "B"][rest[3]] else { return nil }
+              let which = ["lora_A": "A", "lora_B": "B", "lora_magnitude_vector": "m"][rest[3]] else { return nil }
         guard let p = TensorNames.Projection.allCases.first(where: { $0.modulePath == "\(rest[1]).\(rest[2])" }) else { return nil }
         return (layer, p, which)
     }
 
     /// The weights as a LoRA adapter on `model` (for eval, generate, or to continue training with `dropout`).
-    public func adapter(model: LlamaModel, maxRows: Int, dropout: Float = 0) -> LoRAAdapter {
+    /// `useDoRA` makes plain LoRA weights a DoRA adapter whose magnitudes start at ‖W + s·B·A‖ (the model is
+    /// unchanged by it); `savesEveryLayer`: see LoRAAdapter.init.
+    public func adapter(model: LlamaModel, maxRows: Int, dropout: Float = 0, useDoRA: Bool = false, savesEveryLayer: Bool = false) -> LoRAAdapter {
         var o = options
         o.dropout = dropout
-        let adapter = LoRAAdapter(model: model, options: o, maxRows: maxRows, seed: 0)
-        for (k, pair) in pairs {
-            let (l, p) = (k / 8, TensorNames.Projection.allCases[k % 8])
-            adapter.arena.set(LoRAAdapter.tensorName(l, p, "A"), pair.a)
-            adapter.arena.set(LoRAAdapter.tensorName(l, p, "B"), pair.b)
-        }
-        return adapter
+        o.useDoRA = options.useDoRA || useDoRA
+        return LoRAAdapter(model: model, options: o, maxRows: maxRows, seed: 0, initial: self, savesEveryLayer: savesEveryLayer)
     }
 
     /// ΔW (out, in) = s · B · A of one projection in HF row order, or nil when the adapter does not target it.

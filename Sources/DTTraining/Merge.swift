@@ -1,4 +1,5 @@
-// Folds a LoRA adapter into its base, W' = W + s · B · A for every targeted projection, streaming one
+// Folds a LoRA adapter into its base, W' = W + s · B · A for every targeted projection (DoRA, as PEFT's
+// merge: W' = m / ‖W + s·B·A‖ ⊙ (W + s·B·A), norms per output row), streaming one
 // tensor at a time (the largest single tensor is the only one in memory) into a temporary sibling that
 // is published by rename. GGUF out keeps every base key and copies untouched tensors block for block;
 // HF out writes safetensors shards, an index, config and tokenizer files.
@@ -56,11 +57,24 @@ public enum ModelMerge {
         return values
     }
 
-    /// `values` (stored order) + ΔW, with ΔW reordered like the stored rows; refuses a non-finite result.
-    static func fold(_ values: inout [Float], delta: [Float], permutedHeads: Int?, rows: Int, cols: Int, file: String, name: String) throws {
+    /// `values` (stored order) + ΔW, with ΔW reordered like the stored rows; with DoRA's `magnitude` (out, HF
+    /// order) each row then scaled by m / ‖W + ΔW‖ (a row's norm does not depend on where it is stored). Refuses
+    /// a non-finite result.
+    static func fold(_ values: inout [Float], delta: [Float], magnitude: [Float]?, permutedHeads: Int?, rows: Int, cols: Int,
+                     file: String, name: String) throws {
         let d = permutedHeads.map { LlamaCppRowOrder.reorder(delta, rows: rows, cols: cols, heads: $0, toStored: true) } ?? delta
         precondition(values.count == d.count, "fold \(values.count) vs \(d.count)")
         for i in values.indices { values[i] += d[i] }
+        if let magnitude {
+            precondition(magnitude.count == rows, "fold: \(magnitude.count) magnitudes for \(rows) rows")
+            let m = permutedHeads.map { LlamaCppRowOrder.reorder(magnitude, rows: rows, cols: 1, heads: $0, toStored: true) } ?? magnitude
+            for r in 0..<rows {
+                var squares = 0.0
+                for c in 0..<cols { squares += Double(values[r * cols + c]) * Double(values[r * cols + c]) }
+                let factor = squares > 0 ? Float(Double(m[r]) / squares.squareRoot()) : 0
+                for c in 0..<cols { values[r * cols + c] *= factor }
+            }
+        }
         if let i = values.firstIndex(where: { !$0.isFinite }) {
             throw FormatError.key(file, name, "merged element \(i) is \(values[i]) (the adapter or the base holds non-finite values)")
         }
@@ -126,7 +140,8 @@ public enum ModelMerge {
                 let original = try dequantized(info.type, g.data(of: info).baseAddress!, count: info.elementCount, file: g.path, name: info.name)
                 var values = original
                 let (rows, cols) = config.projectionShape(p)
-                try fold(&values, delta: weights.delta(l, p, config: config)!, permutedHeads: config.ggufPermutedHeads(p), rows: rows, cols: cols, file: g.path, name: info.name)
+                try fold(&values, delta: weights.delta(l, p, config: config)!, magnitude: weights.magnitudes[LoRAAdapter.key(l, p)],
+                         permutedHeads: config.ggufPermutedHeads(p), rows: rows, cols: cols, file: g.path, name: info.name)
                 let bytes = encoded(values, as: spec.type)
                 let decoded = try bytes.withUnsafeBytes { try dequantized(spec.type, $0.baseAddress!, count: values.count, file: path, name: info.name) }
                 for i in values.indices {

@@ -82,8 +82,8 @@ extension ModelMerge {
             var values = try hfValues(name, raw)
             if let (l, p) = byName[name] {
                 let cols = raw.shape.count == 2 ? raw.shape[1] : 1
-                try fold(&values, delta: weights.delta(l, p, config: config)!, permutedHeads: nil, rows: raw.shape[0], cols: cols,
-                         file: raw.file, name: name)
+                try fold(&values, delta: weights.delta(l, p, config: config)!, magnitude: weights.magnitudes[LoRAAdapter.key(l, p)],
+                         permutedHeads: nil, rows: raw.shape[0], cols: cols, file: raw.file, name: name)
                 report.merged += 1
             } else if plan[i].dtype.ggmlType == raw.type {
                 report.copied += 1

@@ -43,6 +43,7 @@ public struct AdamW {
             v[i] = v[i] * b2 + g[i] * g[i] * oneMinusB2
             p[i] -= stepSize * (m[i] / (v[i].squareRoot() / bc2Root + epsilon))
         }
+        arena.valuesChanged()
     }
 }
 

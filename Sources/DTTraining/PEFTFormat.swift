@@ -1,6 +1,7 @@
 // PEFT's adapter directory (huggingface/peft): adapter_config.json + adapter_model.safetensors with
 // {"format": "pt"} metadata. LoRA tensors are fp32 `base_model.model.model.layers.N.<module>.lora_A.weight`
 // (r, in) and `…lora_B.weight` (out, r), HF row order (dtrain un-permutes GGUF Q/K at load, so no fix-up).
+// DoRA is a LORA directory with "use_dora": true and one `…<module>.lora_magnitude_vector` (out) per module.
 import DTFormats
 import DTModel
 import Foundation
@@ -10,7 +11,7 @@ public enum PEFTFormat {
         let config: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
             "r": o.rank, "lora_alpha": Double(o.alpha), "lora_dropout": Double(o.dropout),
-            "target_modules": o.targets.map(\.rawValue), "bias": "none", "use_rslora": o.rsLoRA, "use_dora": false,
+            "target_modules": o.targets.map(\.rawValue), "bias": "none", "use_rslora": o.rsLoRA, "use_dora": o.useDoRA,
             "fan_in_fan_out": false, "modules_to_save": NSNull(), "inference_mode": true, "init_lora_weights": true,
             "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](),
             "alpha_pattern": [String: Any](), "revision": NSNull(),
@@ -37,6 +38,9 @@ public enum PEFTFormat {
                 guard let pair = weights.pair(l, p) else { continue }
                 entries.append(.init(name: LoRAAdapter.tensorName(l, p, "A"), shape: [weights.options.rank, pair.a.count / weights.options.rank], values: pair.a))
                 entries.append(.init(name: LoRAAdapter.tensorName(l, p, "B"), shape: [pair.b.count / weights.options.rank, weights.options.rank], values: pair.b))
+                if let m = weights.magnitudes[LoRAAdapter.key(l, p)] {
+                    entries.append(.init(name: LoRAAdapter.magnitudeName(l, p), shape: [m.count], values: m))
+                }
             }
         }
         return [("adapter_config.json", try loraConfigJSON(weights.options, baseModel: baseModel)),
@@ -80,7 +84,7 @@ public enum PEFTFormat {
         o.rank = try json.integer("r", in: 1...65536)
         o.alpha = Float(try json.number("lora_alpha", default: Double(o.rank), expected: "a positive number", where: { $0 > 0 }))
         o.rsLoRA = try json.bool("use_rslora", default: false)
-        if try json.bool("use_dora", default: false) { throw FormatError.key(path, "use_dora", "DoRA adapters are not supported") }
+        o.useDoRA = try json.bool("use_dora", default: false)
         for key in ["rank_pattern", "alpha_pattern"] {
             if let d = json.object[key] as? [String: Any], !d.isEmpty { throw FormatError.key(path, key, "per-module ranks/alphas are not supported") }
         }

@@ -19,6 +19,10 @@ public final class ParameterArena {
     public let firstMoment: FloatBuffer
     public let secondMoment: FloatBuffer
     private let index: [String: Int]
+    /// Bumped whenever the values change as a whole (an optimizer step, `set`, a resume): what an adapter caches
+    /// from its parameters (DoRA's row norms) is recomputed when this moves.
+    public private(set) var version: UInt64 = 0
+    public func valuesChanged() { version &+= 1 }
 
     public init(_ specs: [(name: String, shape: [Int])]) {
         var entries: [Entry] = []
@@ -52,6 +56,7 @@ public final class ParameterArena {
         guard let e = entry(name) else { preconditionFailure("no trainable tensor \(name)") }
         precondition(values.count == e.count)
         value(e).update(from: values, count: e.count)
+        valuesChanged()
     }
 
     public var bytes: Int { (values.count + fused.count + firstMoment.count + secondMoment.count) * 4 }

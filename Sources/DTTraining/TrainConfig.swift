@@ -38,6 +38,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var loraDropout = 0.0
     public var loraTargets = TensorNames.Projection.allCases
     public var useRSLoRA = false
+    public var useDoRA = false
     public var initAdapter = ""
     public var recompute = false
     public var logEvery = 1
@@ -99,6 +100,8 @@ public struct TrainConfig: Equatable, Sendable {
             .double(\.loraDropout, "lora_dropout", .fraction, .mustMatch, help: "dropout on the LoRA input"),
             .list(\.loraTargets, "lora_targets", .mustMatch, help: "projections LoRA is applied to"),
             .bool(\.useRSLoRA, "use_rslora", .mustMatch, help: "scale alpha/sqrt(r)"),
+            .bool(\.useDoRA, "use_dora", .mustMatch,
+                  help: "lora/qlora: DoRA (PEFT use_dora), a trained magnitude per output feature of each adapted projection"),
             .string(\.initAdapter, "init_adapter", .mustMatch, valueName: "path",
                     help: "lora/qlora: start from this adapter (PEFT directory or llama.cpp GGUF); its rank, alpha and targets are used"),
             .bool(\.recompute, "recompute", help: "recompute activations in backward (less memory)"),
@@ -156,14 +159,16 @@ public struct TrainConfig: Equatable, Sendable {
 
     public var loraOptions: LoRAOptions {
         var o = LoRAOptions()
-        o.rank = loraRank; o.alpha = Float(loraAlpha); o.dropout = Float(loraDropout); o.rsLoRA = useRSLoRA
+        o.rank = loraRank; o.alpha = Float(loraAlpha); o.dropout = Float(loraDropout); o.rsLoRA = useRSLoRA; o.useDoRA = useDoRA
         o.targets = TensorNames.Projection.allCases.filter(loraTargets.contains)
         return o
     }
 
-    /// Takes rank, alpha, rsLoRA and targets from an adapter the run starts from (`init_adapter`).
+    /// Takes rank, alpha, rsLoRA and targets from an adapter the run starts from (`init_adapter`); a DoRA adapter
+    /// makes the run DoRA (a LoRA one may start a DoRA run: its magnitudes start at ‖W + s·B·A‖).
     public mutating func adopt(_ o: LoRAOptions) {
         loraRank = o.rank; loraAlpha = Double(o.alpha); useRSLoRA = o.rsLoRA; loraTargets = o.targets
+        useDoRA = useDoRA || o.useDoRA
     }
 }
 

@@ -1,5 +1,5 @@
 // The training loop. The global batch of step s is samples [s·G, (s+1)·G) of the seeded order (independent of
-// the number of ranks); each rank takes every N-th of them, runs micro-batches, and one all-reduce carries all
+// the number of ranks); each rank runs its micro-batches of them (RankSchedule), and one all-reduce carries all
 // trainable gradients plus the loss sum and target-token count. Then clip, AdamW, log, evaluate, checkpoint.
 // A non-finite loss or gradient norm (the same on every rank: both come from the reduced sums) never reaches
 // AdamW: nan_policy stop ends the run before anything is written, skip leaves adapter and moments unchanged.
@@ -38,6 +38,8 @@ public final class Trainer {
     public let totalSteps: Int
     public var onLog: (StepLog) -> Void = { _ in }
     public var onMessage: (String) -> Void = { _ in }
+    /// Sees each step's reduced, normalised gradient (before clipping) on every rank; for diagnostics and tests.
+    public var onReducedGradient: ((_ step: Int, _ gradient: UnsafeBufferPointer<Float>) -> Void)?
     /// The stalled-rank watchdog, when the run has one (started and stopped by `run`).
     public var watchdog: Watchdog?
     let labels: UnsafeMutableBufferPointer<Int32>
@@ -125,21 +127,20 @@ public final class Trainer {
     /// One optimizer step; returns the mean loss, the gradient norm before clipping, the target tokens,
     /// whether AdamW ran (not when the loss or the norm is NaN or infinite) and how many ranks have received a
     /// stop signal (the same on every rank).
-    func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool, stopRanks: Int) {
+    public func step(_ s: Int) -> (loss: Double, norm: Double, targets: Int, applied: Bool, stopRanks: Int) {
         let G = config.batchSize
-        let mine = stride(from: s * G + comm.rank, to: (s + 1) * G, by: comm.size).map { $0 }
         adapter.arena.zeroGradients()
         var lossSum = 0.0, targets = 0
-        // Every rank runs the same number of micro-batches (a sharded base gathers layers collectively);
-        // a rank with nothing left runs an empty one that contributes no gradient.
-        let perRank = (G + comm.size - 1) / comm.size
-        for start in stride(from: 0, to: perRank, by: config.microBatchSize) {
-            let positions = start < mine.count ? Array(mine[start..<min(start + config.microBatchSize, mine.count)]) : []
+        // A rank with no micro-batch left runs an empty one that contributes no gradient.
+        for items in RankSchedule(count: G, batch: config.microBatchSize, comm: comm).allPasses {
+            let positions = items.map { s * G + $0 }
             targets += positions.isEmpty ? loadEmpty(training: true, step: s)
                 : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s, packed: config.packing)
             model.forward(workspace, adapter: adapter)
-            lossSum += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                               vocab: model.config.vocabSize, gradScale: 1)
+            lossSum += Profile.measure("loss") {
+                LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
+                                        vocab: model.config.vocabSize, gradScale: 1)
+            }
             model.backward(workspace, adapter: adapter)
         }
         let arena = adapter.arena
@@ -147,32 +148,25 @@ public final class Trainer {
         arena.fused[arena.count + 1] = Float(targets)
         arena.fused[arena.count + 2] = StopSignals.received != 0 ? 1 : 0
         watchdog?.entering(s)
-        comm.allReduceSum(arena.fused.buffer)
+        Profile.measure("all-reduce") { comm.allReduceSum(arena.fused.buffer) }
         let stopRanks = Int(arena.fused[arena.count + 2])
         let globalTargets = max(1, arena.fused[arena.count + 1])
         let inverse = 1 / globalTargets
         for i in 0..<arena.count { arena.gradients[i] *= inverse }
-        if let dir = ProcessInfo.processInfo.environment["DTRAIN_DUMP_GRADIENTS"], comm.isRoot {
-            // Diagnostic: the reduced, normalised gradient of this step (docs/usage.md).
-            let data = SafetensorsWriter.encode([.init(name: "gradient", shape: [arena.count],
-                                                       values: Array(UnsafeBufferPointer(start: arena.gradients, count: arena.count)))])
-            try? data.write(to: URL(fileURLWithPath: dir + "/gradient-step-\(s).safetensors"))
-        }
+        onReducedGradient?(s, UnsafeBufferPointer(start: arena.gradients, count: arena.count))
         let norm = GradientClipping.clip(arena.gradients, count: arena.count, maxNorm: Float(config.maxGradNorm))
         let loss = Double(arena.fused[arena.count]) / Double(globalTargets)
         guard loss.isFinite && norm.isFinite else { return (loss, Double(norm), Int(globalTargets), false, stopRanks) }
         let factor = config.schedule.factor(step: s, warmup: config.warmupSteps, total: totalSteps)
-        optimizer.update(arena, lr: config.learningRate * Double(factor))
+        Profile.measure("optimizer") { optimizer.update(arena, lr: config.learningRate * Double(factor)) }
         return (loss, Double(norm), Int(globalTargets), true, stopRanks)
     }
 
     /// Mean token loss of a dataset with the current adapter (split across ranks, sums all-reduced).
     public func evaluate(_ data: Dataset, withAdapter: Bool) -> Double {
-        let mine = data.examples.indices.filter { $0 % comm.size == comm.rank }
-        let perRank = (data.count + comm.size - 1) / comm.size
         var sums = [0.0, 0.0]
-        for start in stride(from: 0, to: perRank, by: workspace.maxBatch) {
-            let chunk = start < mine.count ? Array(mine[start..<min(start + workspace.maxBatch, mine.count)]) : []
+        for items in RankSchedule(count: data.count, batch: workspace.maxBatch, comm: comm).allPasses {
+            let chunk = Array(items)
             sums[1] += Double(chunk.isEmpty ? loadEmpty(training: false, step: 0)
                 : load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
             model.forward(workspace, adapter: withAdapter ? adapter : nil)
@@ -193,6 +187,7 @@ public final class Trainer {
         let saved = try Checkpoint.readState(dir)
         try saved.validate(file: (dir as NSString).appendingPathComponent("trainer_state.json"), totalSteps: totalSteps)
         adapter.arena.values.pointer.update(from: loaded.arena.values.pointer, count: adapter.arena.count)
+        adapter.arena.valuesChanged()
         try Checkpoint.loadMoments(dir, into: adapter.arena)
         state = saved
         optimizer.step = state.optimizerStep

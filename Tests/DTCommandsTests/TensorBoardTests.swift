@@ -1,7 +1,7 @@
 // TensorBoard event files: the writer's bytes equal those TensorBoard's own protobuf classes and record
 // writer produce (fixture by scripts/make_tensorboard_fixtures.py), and a training run's event file is a
 // valid record stream holding every logged step.
-import DTCommands
+import DTRuns
 import Foundation
 import TestSupport
 import XCTest

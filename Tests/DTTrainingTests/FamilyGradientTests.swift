@@ -8,8 +8,8 @@ import Foundation
 import TestSupport
 import XCTest
 
-extension LoRAGradientTests {
-    func familySetup(_ name: String, recompute: Bool, packed: Bool) throws -> Setup {
+final class FamilyGradientTests: XCTestCase {
+    func familySetup(_ name: String, recompute: Bool, packed: Bool) throws -> GradientCheck {
         let path = TestPaths.repoRoot + "/Tests/DTModelTests/Fixtures/families/\(name)/model"
         let model = try LlamaModel(source: ModelSource(path: path))
         var options = LoRAOptions(); options.rank = 2; options.alpha = 4
@@ -31,15 +31,15 @@ extension LoRAGradientTests {
             for t in 0..<11 { labels[t] = a[t + 1] }
             for t in 0..<8 { labels[12 + t] = b[t + 1] }
         }
-        return Setup(model: model, adapter: adapter, ws: ws, labels: labels)
+        return GradientCheck(model: model, adapter: adapter, ws: ws, labels: labels)
     }
 
     /// Invariant: mistral with sliding_window 5 on 12-token rows: LoRA gradients through the windowed
     /// attention match finite differences, padded and packed, with and without recomputation.
     func testMistralSlidingWindowGradientsMatchFiniteDifferences() throws {
         XCTAssertEqual(try familySetup("mistral_sliding", recompute: false, packed: false).model.config.architecture.slidingWindow, 5)
-        check(try familySetup("mistral_sliding", recompute: false, packed: false))
-        check(try familySetup("mistral_sliding", recompute: true, packed: true))
+        try familySetup("mistral_sliding", recompute: false, packed: false).check()
+        try familySetup("mistral_sliding", recompute: true, packed: true).check()
     }
 
     /// Invariant: Gemma 3: LoRA gradients through the sandwich norms, GeGLU, scaled embeddings, QK-norm and
@@ -47,13 +47,13 @@ extension LoRAGradientTests {
     /// moves the central difference by up to ~1e-4 as its step goes 3e-3 … 3e-2 (a direction with derivative
     /// −0.0081 gives −0.00804 … −0.00813), so the directional checks there allow that much on top of 1e-3.
     func testGemma3GradientsMatchFiniteDifferences() throws {
-        check(try familySetup("gemma3", recompute: false, packed: false), rounding: 1e-4)
-        check(try familySetup("gemma3", recompute: true, packed: true))
+        try familySetup("gemma3", recompute: false, packed: false).check(rounding: 1e-4)
+        try familySetup("gemma3", recompute: true, packed: true).check()
     }
 
     /// Invariant: qwen3: LoRA gradients through the per-head q/k RMSNorm match finite differences.
     func testQwen3GradientsMatchFiniteDifferences() throws {
-        check(try familySetup("qwen3", recompute: false, packed: false))
-        check(try familySetup("qwen3", recompute: true, packed: true))
+        try familySetup("qwen3", recompute: false, packed: false).check()
+        try familySetup("qwen3", recompute: true, packed: true).check()
     }
 }

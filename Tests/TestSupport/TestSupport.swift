@@ -1,5 +1,6 @@
 // Shared helpers for the test targets: fixture paths, the default model's location, seeded randomness.
 import DTFormats
+import DTModel
 import Foundation
 
 public enum TestPaths {
@@ -19,17 +20,11 @@ public enum TestPaths {
     }
 }
 
-/// SplitMix64: a tiny seeded generator so tests are repeatable.
+/// DTModel's SplitMix64 (the sampler's generator) plus normal samples, so tests are repeatable.
 public struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var base: SplitMix64
+    public init(seed: UInt64) { base = SplitMix64(seed: seed) }
+    public mutating func next() -> UInt64 { base.next() }
     public mutating func normal() -> Float {
         let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self), u2 = Double.random(in: 0..<1, using: &self)
         return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))

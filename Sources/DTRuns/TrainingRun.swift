@@ -1,0 +1,181 @@
+// A training run (lora, qlora, prompt) from a resolved configuration: load, data, adapter, memory preflight, the
+// trainer, resume, metrics, the final adapter. `dtrain train` parses and calls it; so do the tests.
+import DTFormats
+import DTKernels
+import DTModel
+import DTParallel
+import DTTokenizer
+import DTTraining
+import Foundation
+
+public enum TrainingRun {
+    /// Loads everything, trains, writes the final adapter. Used by `dtrain train` and the tests.
+    public static func execute(_ configIn: TrainConfig, runtime: Runtime) throws {
+        // From here on SIGTERM/SIGUSR1 stop the run gracefully (after the first step if one arrives while loading;
+        // ignored once the last step is done, so the final adapter is always complete).
+        StopSignals.install()
+        defer { StopSignals.uninstall() }
+        var config = configIn
+        if config.model.isEmpty { config.model = DefaultModel.path }
+        if config.useDoRA && !config.method.isLoRA {
+            throw CommandError("use_dora: true applies to lora and qlora, not to method \(config.method.rawValue)")
+        }
+        if config.packing && !config.method.isLoRA {
+            throw CommandError("packing: true applies to lora and qlora, not to method \(config.method.rawValue) (prompt tuning puts virtual tokens before each example)")
+        }
+        try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
+        let comm = runtime.comm
+        let residentBefore = MemoryStats.residentBytes()
+        let compute = try config.computePrecision()
+        let placement = config.basePlacement(ranks: comm.size)
+        let loaded = try ModelLoader.load(config.model, precision: config.weightPrecision, compute: compute, maxPositions: config.maxLength,
+                                          placement: placement, comm: comm) { modelConfig in
+            let base = MemoryPreflight.baseEstimate(modelConfig, precision: config.weightPrecision, compute: compute, ranks: comm.size,
+                                                    sharded: placement == .sharded)
+            try MemoryPreflight.check([("frozen base", base)], stage: "loading the base", config: config, runtime: runtime)
+        } report: { runtime.log($0) }
+        let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
+        let loadPeak = perRank(Double(MemoryStats.peakResidentBytes() - residentBefore), comm: comm)
+        let template = try ModelChatTemplate(tokenizer: loaded.tokenizer, named: config.chatTemplate?.rawValue, source: loaded.path)
+        var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
+        var train = try Dataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, options: options)
+        var valid: Dataset?
+        if !config.validData.isEmpty {
+            valid = try Dataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, options: options)
+        } else if config.validSplit > 0 {
+            let parts = try train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
+            train = parts.train
+            valid = parts.valid
+        }
+        var initial: LoRAWeights?
+        if !config.initAdapter.isEmpty {
+            guard config.method.isLoRA else {
+                throw CommandError("init_adapter applies to lora and qlora, not to method \(config.method.rawValue)")
+            }
+            let weights = try LoRAWeights.read(config.initAdapter, config: loaded.model.config)
+            config.adopt(weights.options)
+            initial = weights
+        }
+        let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid, initial: initial)
+        let longest = max(train.longest, valid?.longest ?? 0), V = adapter.virtualTokens
+        try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
+                                                                   : "the longest example (\(longest) tokens; lower max_length)")
+        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: V)
+        let doraBytes = (adapter as? LoRAAdapter)?.doraBytes ?? 0   // allocated, not yet touched
+        try MemoryPreflight.check([("activations, gradients and scratch",
+                                    ForwardWorkspace.estimatedBytes(model: loaded.model, batch: shape.batch, length: shape.length,
+                                                                    mode: .training(recompute: config.recompute)))]
+                                  + (doraBytes > 0 ? [("DoRA's saved frozen products", Double(doraBytes))] : []),
+                                  stage: "the training workspace (\(shape.batch) × \(shape.length) tokens)", config: config, runtime: runtime)
+        let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
+                              adapter: adapter)
+        if comm.isRoot {
+            try AtomicDirectory.makeDirectory(config.output)
+            if config.overwrite { try Checkpoint.clearPreviousRun(config.output) }
+            try AtomicDirectory.writeFile((config.output as NSString).appendingPathComponent("config.yaml"), Data(config.yaml.utf8))
+            runtime.log("dtrain train — resolved configuration:\n" + config.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            runtime.log("data: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? "")\(train.truncated > 0 ? ", \(train.truncated) truncated to \(config.maxLength) tokens" : ""); \(trainer.totalSteps) steps of \(config.batchSize) examples on \(comm.size) rank(s) × \(runtime.threads) BLAS threads")
+            let what = config.method == .prompt ? "\(config.numVirtualTokens) virtual tokens"
+                : "\(config.useDoRA ? "DoRA" : "LoRA") r=\(config.loraRank) on \(config.loraTargets.map(\.rawValue).joined(separator: ","))\(initial.map { ", starting from \($0.source)" } ?? "")"
+            runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))\(doraBytes > 0 ? ", DoRA saved products \(mib(doraBytes))" : ""), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
+            runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute.rawValue); CPU \(CPUFeatures.summary)]")
+            runtime.log("resident growth while loading the base: " + perRankBytes(baseResident) + " (peak above the start: " + perRankBytes(loadPeak) + ")")
+        }
+        trainer.onMessage = { runtime.log($0) }
+        if let dir = ProcessInfo.processInfo.environment["DTRAIN_DUMP_GRADIENTS"], comm.isRoot {
+            trainer.onReducedGradient = { step, gradient in   // a diagnostic (docs/usage.md)
+                let data = SafetensorsWriter.encode([.init(name: "gradient", shape: [gradient.count], values: Array(gradient))])
+                do { try data.write(to: URL(fileURLWithPath: dir + "/gradient-step-\(step).safetensors")) } catch {
+                    runtime.log("DTRAIN_DUMP_GRADIENTS: cannot write step \(step)'s gradient into \(dir): \(error.localizedDescription)")
+                }
+            }
+        }
+        switch config.resume {
+        case .never: break
+        case .checkpoint(let path): try trainer.resume(from: path)
+        case .auto:
+            if let newest = Checkpoint.list(config.output).last { try trainer.resume(from: newest.path) }
+            else { runtime.log("resume: auto — no checkpoint in \(config.output), starting fresh") }
+        }
+        let metrics = MetricsLog(directory: config.output, enabled: comm.isRoot, tensorboard: config.tensorboard)
+        var baseLoss: Double?
+        if let valid, trainer.state.step == 0 {
+            baseLoss = trainer.evaluate(valid, withAdapter: false)
+            runtime.log(String(format: "validation loss before training: %.4f", baseLoss!))
+            metrics.baseValidation(baseLoss!)
+        }
+        let started = Date(), firstStep = trainer.state.step
+        trainer.onLog = { log in
+            metrics.append(log)
+            let eta = Double(log.totalSteps - log.step) * Date().timeIntervalSince(started) / Double(max(1, log.step - firstStep))
+            runtime.log(String(format: "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s | %@%@",
+                               log.step, log.totalSteps, log.loss, log.learningRate, log.gradNorm, log.tokensPerSecond,
+                               log.validLoss.map { String(format: "valid loss %.4f | ", $0) } ?? "", formatDuration(eta) as NSString))
+        }
+        trainer.watchdog = Watchdog(comm: comm, output: config.output, factor: config.watchdogFactor, minimumSeconds: config.watchdogMinSeconds)
+        let finalValid = try trainer.run()
+        if let skipped = trainer.state.skippedSteps, skipped > 0 {
+            runtime.log("\(skipped) of \(trainer.totalSteps) steps were skipped (non-finite loss or gradient norm, nan_policy: skip)")
+        }
+        if comm.isRoot {
+            let final = (config.output as NSString).appendingPathComponent("final")
+            try AtomicDirectory.write(final, files: try trainer.adapter.peftFiles(baseModel: config.model)
+                                      + [("trainer_state.json", try Checkpoint.stateJSON(trainer.state))])
+            runtime.log("saved the adapter to \(final) (PEFT \(config.method == .prompt ? "PROMPT_TUNING" : config.useDoRA ? "LoRA, use_dora" : "LoRA"))")
+            if let baseLoss, let finalValid {
+                runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
+            }
+        }
+        try reportPeakMemory(runtime)
+        if comm.isRoot { rmdir((config.output as NSString).appendingPathComponent(".heartbeat")) }   // empty once every rank is done
+    }
+}
+
+/// The adapter kind of `config.method`, freshly initialised (identically on every rank).
+public func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, valid: Dataset?, initial: LoRAWeights? = nil) throws -> TrainableAdapter {
+    switch config.method {
+    case .prompt:
+        let adapter = PromptTuningAdapter(model: loaded.model, virtualTokens: config.numVirtualTokens)
+        try adapter.initialise(config.promptInit, text: config.promptInitText, model: loaded.model,
+                               tokenizer: loaded.tokenizer, seed: UInt64(config.seed))
+        return adapter
+    default:
+        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
+        // DoRA keeps every layer's frozen products for backward unless each layer's forward reruns before it.
+        if let initial {
+            return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout,
+                                   useDoRA: config.useDoRA, savesEveryLayer: !config.recompute)
+        }
+        return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed),
+                           savesEveryLayer: !config.recompute)
+    }
+}
+
+/// `value` of every rank, in rank order, on every rank (collective).
+public func perRank(_ value: Double, comm: Communicator) -> [Double] {
+    var all = [Double](repeating: 0, count: comm.size)
+    all[comm.rank] = value
+    return comm.allReduceSum(all)
+}
+
+/// Every rank's peak RSS, printed by rank 0.
+public func reportPeakMemory(_ runtime: Runtime) throws {
+    let peaks = perRank(Double(MemoryStats.peakResidentBytes()), comm: runtime.comm)
+    runtime.log("peak RSS per rank: " + perRankBytes(peaks))
+}
+
+/// "rank 0 12.3 MiB, rank 1 …"
+public func perRankBytes(_ values: [Double]) -> String {
+    values.enumerated().map { "rank \($0.offset) \(mib(Int($0.element)))" }.joined(separator: ", ")
+}
+
+/// "12.3 MiB", or "45.6 KiB" below one MiB (tiny models).
+public func mib(_ bytes: Int) -> String {
+    bytes < 1_048_576 ? String(format: "%.1f KiB", Double(bytes) / 1024) : String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+}
+public func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "ETA ?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? "ETA \(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "ETA \(t / 60)m\(t % 60)s" : "ETA \(t)s"
+}
+
