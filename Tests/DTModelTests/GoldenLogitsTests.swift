@@ -103,19 +103,7 @@ final class GoldenLogitsTests: XCTestCase {
     func testKVCacheMatchesFullRecompute() throws {
         let model = try LlamaModel(source: ModelSource(path: TinyModel.write()))
         let prompt: [Int32] = [3, 14, 15, 9, 2, 6]
-        let generator = Generator(model: model, capacity: 32, chunk: 4)
-        let cached = generator.generate(prompt: prompt, maxTokens: 10, sampling: SamplingOptions(), stop: [])
-        var sequence = prompt
-        for _ in 0..<10 {
-            let ws = ForwardWorkspace(model: model, batch: 1, length: sequence.count)
-            ws.load([sequence])
-            model.forward(ws)
-            let row = ws.logits.pointer + (sequence.count - 1) * model.config.vocabSize
-            var best = 0
-            for j in 1..<model.config.vocabSize where row[j] > row[best] { best = j }
-            sequence.append(Int32(best))
-        }
-        XCTAssertEqual(cached, Array(sequence.dropFirst(prompt.count)))
+        try assertCachedGenerationMatchesRecompute(model, prompt: prompt, tokens: 10, varied: false)
     }
 
     /// Invariant: a missing or mis-shaped tensor is an error naming the tensor and the expected shape.

@@ -10,21 +10,10 @@ import TestSupport
 import XCTest
 
 final class DoRAInteropTests: XCTestCase {
-    func path(_ name: String) throws -> String {
-        try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/interop/\(name)", ofType: nil), "fixture \(name) missing: run scripts/make_dora_fixtures.py")
-    }
-    func json(_ name: String) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try path(name)))) as? [String: Any])
-    }
+    func path(_ name: String) throws -> String { try InteropFixtures.path(name, madeBy: "make_dora_fixtures.py") }
+    func json(_ name: String) throws -> [String: Any] { try InteropFixtures.json(try path(name)) }
     func model() throws -> LlamaModel { try LlamaModel(source: ModelSource(path: try path("tiny_model"))) }
-
-    /// Logits (T, V) of one sequence.
-    func logits(_ model: LlamaModel, _ ids: [Int32], adapter: ModelAdapter?) -> [Float] {
-        let ws = ForwardWorkspace(model: model, batch: 1, length: ids.count)
-        ws.load([ids])
-        model.forward(ws, adapter: adapter)
-        return Array(UnsafeBufferPointer(start: ws.logits.pointer, count: ids.count * model.config.vocabSize))
-    }
+    func logits(_ model: LlamaModel, _ ids: [Int32], adapter: ModelAdapter?) -> [Float] { InteropFixtures.logits(model, ids, adapter: adapter) }
     func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max()! }
     func expected(_ name: String) throws -> (ids: [Int32], logits: [Float], base: [Float]) {
         let ref = try json(name)
@@ -64,19 +53,7 @@ final class DoRAInteropTests: XCTestCase {
         let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try path("dtrain_dora/adapter_config.json")))) as? [String: Any])
         XCTAssertEqual(config["use_dora"] as? Bool, true)
         let sequences = (ref["sequences"] as! [[NSNumber]]).map { $0.map { Int32($0.intValue) } }
-        func meanNLL(_ adapter: ModelAdapter?) -> Double {
-            var total = 0.0, count = 0
-            let vocab = m.config.vocabSize
-            for ids in sequences {
-                let z = logits(m, ids, adapter: adapter)
-                for t in 0..<(ids.count - 1) {
-                    let row = Array(z[(t * vocab)..<((t + 1) * vocab)])
-                    total += row.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: vocab) } - Double(row[Int(ids[t + 1])])
-                    count += 1
-                }
-            }
-            return total / Double(count)
-        }
+        func meanNLL(_ adapter: ModelAdapter?) -> Double { InteropFixtures.meanNLL(m, sequences, adapter: adapter) }
         let base = meanNLL(nil)
         XCTAssertEqual(base, (ref["base_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
         let dora = meanNLL(try AdapterLoader.load(try path("dtrain_dora"), model: m, maxRows: 64))

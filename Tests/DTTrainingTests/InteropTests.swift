@@ -9,23 +9,10 @@ import Foundation
 import XCTest
 
 final class InteropTests: XCTestCase {
-    func path(_ name: String) throws -> String {
-        try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/interop/\(name)", ofType: nil), "fixture \(name) missing: run scripts/make_interop_fixtures.py")
-    }
-    func json(_ name: String) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try path(name)))) as? [String: Any])
-    }
+    func path(_ name: String) throws -> String { try InteropFixtures.path(name, madeBy: "make_interop_fixtures.py") }
+    func json(_ name: String) throws -> [String: Any] { try InteropFixtures.json(try path(name)) }
     func model() throws -> LlamaModel { try LlamaModel(source: ModelSource(path: try path("tiny_model"))) }
-
-    /// Logits (T, V) of one sequence with an adapter (virtual-token rows dropped).
-    func logits(_ model: LlamaModel, _ ids: [Int32], adapter: ModelAdapter?) -> [Float] {
-        let V = adapter?.virtualTokens ?? 0
-        let ws = ForwardWorkspace(model: model, batch: 1, length: V + ids.count)
-        ws.load([ids], reserved: V)
-        model.forward(ws, adapter: adapter)
-        let vocab = model.config.vocabSize
-        return Array(UnsafeBufferPointer(start: ws.logits.pointer + V * vocab, count: ids.count * vocab))
-    }
+    func logits(_ model: LlamaModel, _ ids: [Int32], adapter: ModelAdapter?) -> [Float] { InteropFixtures.logits(model, ids, adapter: adapter) }
 
     func checkLogits(_ adapterDir: String, _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let m = try model()
@@ -60,19 +47,7 @@ final class InteropTests: XCTestCase {
         let m = try model()
         let ref = try json("dtrain_roundtrip_expected.json")
         let sequences = (ref["sequences"] as! [[NSNumber]]).map { $0.map { Int32($0.intValue) } }
-        func meanNLL(_ adapter: ModelAdapter?) -> Double {
-            var total = 0.0, count = 0
-            let vocab = m.config.vocabSize
-            for ids in sequences {
-                let z = logits(m, ids, adapter: adapter)
-                for t in 0..<(ids.count - 1) {
-                    let row = Array(z[(t * vocab)..<((t + 1) * vocab)])
-                    total += row.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: vocab) } - Double(row[Int(ids[t + 1])])
-                    count += 1
-                }
-            }
-            return total / Double(count)
-        }
+        func meanNLL(_ adapter: ModelAdapter?) -> Double { InteropFixtures.meanNLL(m, sequences, adapter: adapter) }
         XCTAssertEqual(meanNLL(nil), (ref["base_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
         let lora = try AdapterLoader.load(try path("dtrain_lora"), model: m, maxRows: 64)
         XCTAssertEqual(meanNLL(lora), (ref["lora_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
