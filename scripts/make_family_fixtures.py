@@ -50,7 +50,7 @@ def gguf_names(layers, qk_norm, sandwich=False):
 
 
 def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=False, sandwich=False, norm_shift=0.0,
-               window_pattern=None):
+               window_pattern=None, softcaps=None):
     w = gguf.GGUFWriter(path, arch)
     w.add_block_count(cfg.num_hidden_layers); w.add_embedding_length(cfg.hidden_size)
     w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(cfg.num_attention_heads)
@@ -64,6 +64,8 @@ def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=Fal
         w.add_sliding_window(sliding_window)
     if window_pattern is not None:   # per layer, True = sliding
         w.add_sliding_window_pattern(window_pattern)
+    if softcaps is not None:   # Gemma 2: as convert_hf_to_gguf.py's Gemma2Model writes them
+        w.add_attn_logit_softcapping(softcaps[0]); w.add_final_logit_softcapping(softcaps[1])
     names = gguf_names(cfg.num_hidden_layers, qk_norm, sandwich)
     for hf, t in sd.items():
         gg = names[hf]
@@ -82,9 +84,10 @@ def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=Fal
 
 
 def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=False, note="", sandwich=False, norm_shift=0.0,
-           window_pattern=None, gguf_config=None):
+           window_pattern=None, gguf_config=None, must_matter=()):
     """gguf_config: config overrides under which transformers computes what the GGUF means (llama.cpp's fixed
-    semantics), saved as logits_gguf."""
+    semantics), saved as logits_gguf. must_matter: config keys whose removal (None) must change the logits, so the
+    fixture tests them."""
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -112,6 +115,11 @@ def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=Fals
         full.load_state_dict(model.state_dict())
         with torch.no_grad():
             assert (full(input_ids=ids, attention_mask=mask).logits - logits).abs().max() > 1e-2
+    for key in must_matter:
+        other = type(model)(type(model.config)(**{**model.config.to_dict(), key: None})).float().eval()
+        other.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert (other(input_ids=ids, attention_mask=mask).logits - logits).abs().max() > 1e-2, key
     tensors = {"logits": logits}
     if gguf_config is not None:
         other = type(model)(type(model.config)(**{**model.config.to_dict(), **gguf_config})).float().eval()
@@ -122,8 +130,9 @@ def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=Fals
     json.dump({"ids": ids.tolist(), "attention_mask": mask.tolist(), "sliding_window": sliding_window,
                "notes": note}, open(os.path.join(d, "ids.json"), "w"), indent=1)
     sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight" or not model.config.tie_word_embeddings}
+    softcaps = getattr(model.config, "attn_logit_softcapping", None), getattr(model.config, "final_logit_softcapping", None)
     write_gguf(os.path.join(d, "model.gguf.bin"), gguf_arch, model.config, sd, permute_qk, sliding_window, qk_norm, sandwich,
-               norm_shift, window_pattern)
+               norm_shift, window_pattern, softcaps if gguf_arch == "gemma2" else None)
     for root, _, files in os.walk(d):
         for f in sorted(files):
             p = os.path.join(root, f)
@@ -133,7 +142,9 @@ def family(name, model, gguf_arch, permute_qk, sliding_window=None, qk_norm=Fals
 def main(only):
     if only in (None, "gemma3"):
         gemma3()
-    if only == "gemma3":
+    if only in (None, "gemma2"):
+        gemma2()
+    if only in ("gemma3", "gemma2"):
         return
     from transformers import MistralConfig, MistralForCausalLM
     torch.manual_seed(10)
@@ -167,6 +178,21 @@ def gemma3():
            note=f"(1 + w) RMSNorm, sandwich norms, embeddings x sqrt(64), GeGLU (gelu tanh), query_pre_attn_scalar 24, "
                 f"QK-norm, layers {types} with window {window} on {LENGTH} tokens, local RoPE base 1e4 / global 1e6, tied; "
                 "logits_gguf: llama.cpp's score scale 1/sqrt(head_dim)")
+
+
+def gemma2():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    torch.manual_seed(13)
+    window = 5
+    config = Gemma2Config(**{**COMMON, "num_hidden_layers": 3, "intermediate_size": 64, "rms_norm_eps": 1e-6}, head_dim=16,
+                          query_pre_attn_scalar=16, sliding_window=window, attn_logit_softcapping=3.0,
+                          final_logit_softcapping=2.5, tie_word_embeddings=True, attn_implementation="eager")
+    family("gemma2", Gemma2ForCausalLM(config), "gemma2", permute_qk=False, sliding_window=window, sandwich=True,
+           norm_shift=1.0, must_matter=("attn_logit_softcapping", "final_logit_softcapping"),
+           note=f"(1 + w) RMSNorm, sandwich norms, embeddings x sqrt(64), GeGLU, attention soft-cap 3.0 and final-logit "
+                f"soft-cap 2.5 (small, so both change the logits), layers {config.layer_types} (the default alternation) "
+                f"with window {window} on {LENGTH} tokens, one RoPE base, query_pre_attn_scalar = head_dim 16 (llama.cpp's "
+                "scale for a non-27B GGUF), tied")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
 // head into a scratch) where the CPU has AVX-512F, else through OpenBLAS. With `compute: bf16` on a CPU with
 // AVX512-BF16 they run in its bf16 twin (vdpbf16ps): inputs rounded to bf16, fp32 accumulation and output, keys
 // and values packed into bf16 pairs once per head, A rounded per product; softmax, masking and scaling stay fp32.
+// With soft-capping (Gemma 2) the scaled scores pass through cap · tanh(s / cap) before the mask and softmax; the
+// backward recomputes a tile's capped scores (one more Q·Kᵀ product) for the factor 1 − (c / cap)².
 import CKernels
 import Foundation
 
@@ -17,10 +19,14 @@ public struct AttentionShape {
     public var window: Int?
     /// Score scale (Gemma's 1/√query_pre_attn_scalar); nil: 1/√D.
     public var scale: Float?
-    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int? = nil, scale: Float? = nil) {
-        precondition(heads % kvHeads == 0 && keyLength >= queryLength && (window ?? 1) >= 1)
+    /// Scores (after the scale) become cap · tanh(s / cap) (Gemma 2 `attn_logit_softcapping`); nil: uncapped.
+    public var softcap: Float?
+    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int? = nil, scale: Float? = nil,
+                softcap: Float? = nil) {
+        precondition(heads % kvHeads == 0 && keyLength >= queryLength && (window ?? 1) >= 1 && (softcap ?? 1) > 0)
         self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window; self.scale = scale
+        self.softcap = softcap
     }
     var scoreScale: Float { scale ?? 1 / Float(headDim).squareRoot() }
     public var start: Int { keyLength - queryLength }
@@ -206,6 +212,9 @@ public enum Attention {
                         // scores (rows, keys) = scale · Q_tile (rows, D) · K[first..<keys]ᵀ (D, keys)
                         product(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
                                 b: keysT.from(column: first), accumulate: false, c: pt + first, ldc: Tk, scratch: aScratch)
+                        if let cap = s.softcap {
+                            for t in 0..<rows { SoftCap.forward(pt + t * Tk + first, count: keys - first, cap: cap) }
+                        }
                         for t in 0..<rows {
                             softmaxRow(pt + t * Tk, from: s.firstKey(t0 + t, segment: segments.map { Int($0[t0 + t]) } ?? 0),
                                        visible: s.start + t0 + t + 1,
@@ -250,47 +259,60 @@ public enum Attention {
         let scale = s.scoreScale
         let K = s.kvHeads
         let path = Path(compute, queries: T, keys: T, headDim: D)
+        let slots = s.softcap == nil ? 4 : 5
         Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in
             let scores = scratch + worker * T * T
-            path.withScratch(slots: 4) { operands in
-                let aScratch = path.aScratch(slots: 4, operands)
-                for pair in pairs {
-                    let b = pair / K, kvh = pair % K
-                    let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
-                    let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
-                    let valuesT = path.transposed(vb, ld: kvStride, rows: T, cols: D, slot: path.slot(0, operands))   // Vᵀ (D, T)
-                    let keys = path.direct(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(1, operands))          // K (T, D)
-                    let segments = segmentStarts.map { $0 + b * T }
-                    for h in (kvh * group)..<((kvh + 1) * group) {
-                        let p = probabilities + (b * H + h) * T * T
-                        let dob = dout + b * T * qStride + h * D
-                        let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
-                        for t0 in stride(from: 0, to: T, by: tile) {
-                            // keys first..<end: visible to the tile's first row (its segment, when packed; its window) up to its last
-                            let rows = min(tile, T - t0), end = t0 + rows
-                            let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))
-                            let n = end - first
-                            let pt = p + t0 * T + first, dst = scores + t0 * T + first, dot = dob + t0 * qStride
-                            let dO = path.direct(dot, ld: qStride, rows: rows, cols: D, slot: path.slot(2, operands))     // dO_tile (rows, D)
-                            // dV[first..<end] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
-                            product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dO, accumulate: true,
-                                    c: dvb + first * kvStride, ldc: kvStride, scratch: aScratch)
-                            // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<end]ᵀ
-                            product(m: rows, n: n, k: D, a: dot, aRow: qStride, aCol: 1, b: valuesT.from(column: first),
-                                    accumulate: false, c: dst, ldc: T, scratch: aScratch)
-                            // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside the row's visible keys,
-                            // so dS is too: a row's later window start needs no special case)
-                            for t in 0..<rows {
-                                let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
-                                VectorMath.softmaxBackward(pr, dr, scale: scale, count: visible)
-                                (dr + visible).update(repeating: 0, count: n - visible)
+            path.withScratch(slots: slots) { operands in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: s.softcap == nil ? 1 : tile * T) { cappedTile in   // (tile, T)
+                    let capped = cappedTile.baseAddress!
+                    let aScratch = path.aScratch(slots: slots, operands)
+                    for pair in pairs {
+                        let b = pair / K, kvh = pair % K
+                        let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
+                        let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
+                        let valuesT = path.transposed(vb, ld: kvStride, rows: T, cols: D, slot: path.slot(0, operands))   // Vᵀ (D, T)
+                        let keys = path.direct(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(1, operands))          // K (T, D)
+                        let keysT = s.softcap == nil ? nil
+                            : path.transposed(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(4, operands))         // Kᵀ (D, T)
+                        let segments = segmentStarts.map { $0 + b * T }
+                        for h in (kvh * group)..<((kvh + 1) * group) {
+                            let p = probabilities + (b * H + h) * T * T
+                            let dob = dout + b * T * qStride + h * D
+                            let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
+                            for t0 in stride(from: 0, to: T, by: tile) {
+                                // keys first..<end: visible to the tile's first row (its segment, when packed; its window) up to its last
+                                let rows = min(tile, T - t0), end = t0 + rows
+                                let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))
+                                let n = end - first
+                                let pt = p + t0 * T + first, dst = scores + t0 * T + first, dot = dob + t0 * qStride
+                                let dO = path.direct(dot, ld: qStride, rows: rows, cols: D, slot: path.slot(2, operands))     // dO_tile (rows, D)
+                                // dV[first..<end] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
+                                product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dO, accumulate: true,
+                                        c: dvb + first * kvStride, ldc: kvStride, scratch: aScratch)
+                                // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<end]ᵀ
+                                product(m: rows, n: n, k: D, a: dot, aRow: qStride, aCol: 1, b: valuesT.from(column: first),
+                                        accumulate: false, c: dst, ldc: T, scratch: aScratch)
+                                // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside the row's visible keys,
+                                // so dS is too: a row's later window start needs no special case)
+                                if let cap = s.softcap, let keysT {
+                                    // capped (rows, n) = cap · tanh(scale · Q_tile · K[first..<end]ᵀ / cap), as the forward computed it
+                                    product(m: rows, n: n, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
+                                            b: keysT.from(column: first), accumulate: false, c: capped, ldc: n, scratch: aScratch)
+                                    SoftCap.forward(capped, count: rows * n, cap: cap)
+                                }
+                                for t in 0..<rows {
+                                    let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
+                                    VectorMath.softmaxBackward(pr, dr, scale: scale, count: visible)
+                                    if let cap = s.softcap { SoftCap.backward(dr, capped: capped + t * n, count: visible, cap: cap) }
+                                    (dr + visible).update(repeating: 0, count: n - visible)
+                                }
+                                // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<end];  dK[first..<end] += dS_tileᵀ · Q_tile
+                                product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: keys.from(row: first), accumulate: true,
+                                        c: dqb + t0 * qStride, ldc: qStride, scratch: aScratch)
+                                let qTile = path.direct(qb + t0 * qStride, ld: qStride, rows: rows, cols: D, slot: path.slot(3, operands))
+                                product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qTile, accumulate: true,
+                                        c: dkb + first * kvStride, ldc: kvStride, scratch: aScratch)
                             }
-                            // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<end];  dK[first..<end] += dS_tileᵀ · Q_tile
-                            product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: keys.from(row: first), accumulate: true,
-                                    c: dqb + t0 * qStride, ldc: qStride, scratch: aScratch)
-                            let qTile = path.direct(qb + t0 * qStride, ld: qStride, rows: rows, cols: D, slot: path.slot(3, operands))
-                            product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qTile, accumulate: true,
-                                    c: dkb + first * kvStride, ldc: kvStride, scratch: aScratch)
                         }
                     }
                 }

@@ -95,6 +95,24 @@ public struct RoPETable {
     }
 }
 
+/// Gemma 2's soft-capping of attention scores and final logits: y = cap · tanh(x / cap), near x for |x| ≪ cap,
+/// never beyond ±cap. The backward needs only the capped values: dy/dx = 1 − (y / cap)².
+public enum SoftCap {
+    /// x (count) ← cap · tanh(x / cap), on the calling thread (callers run it per row or per tile).
+    @inline(__always)
+    public static func forward(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float) {
+        let inverse = 1 / cap
+        for i in 0..<count { x[i] = cap * tanhf(x[i] * inverse) }
+    }
+
+    /// d (count) ← d ⊙ (1 − (y / cap)²): from dL/dy to dL/dx, given the capped values y.
+    @inline(__always)
+    public static func backward(_ d: UnsafeMutablePointer<Float>, capped y: UnsafePointer<Float>, count: Int, cap: Float) {
+        let inverse = 1 / cap
+        for i in 0..<count { let t = y[i] * inverse; d[i] *= 1 - t * t }
+    }
+}
+
 /// Gemma's MLP gate: h = gelu_tanh(gate) · up, gelu_tanh(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
 /// (PyTorch's `gelu(approximate="tanh")`, HF `gelu_pytorch_tanh`).
 public enum GeGLU {

@@ -36,6 +36,11 @@ public struct Architecture: Equatable, Sendable {
     public var queryScale: Float?
     /// RoPE base of the windowed layers (Gemma 3 `rope_local_base_freq`); nil: the model's base everywhere.
     public var localRopeTheta: Float?
+    /// Attention scores (after scaling) pass through cap · tanh(s / cap) before the mask and softmax (Gemma 2
+    /// `attn_logit_softcapping`); nil: no capping.
+    public var attentionSoftcap: Float?
+    /// The LM head's logits pass through cap · tanh(z / cap) (Gemma 2 `final_logit_softcapping`); nil: no capping.
+    public var finalLogitSoftcap: Float?
 
     public enum Activation: String, Equatable, Sendable {
         case swiGLU = "silu", geGLUTanh = "gelu_pytorch_tanh"
@@ -86,6 +91,10 @@ public struct Architecture: Equatable, Sendable {
     public static let qwen3 = Architecture(name: "qwen3", ggufName: "qwen3", ggufPermutesQK: false, qkvBias: false, qkNorm: true,
                                            slidingWindow: nil, windowedLayers: .all, windowKeys: .optIn)
 
+    public static let gemma2 = Architecture(name: "gemma2", ggufName: "gemma2", ggufPermutesQK: false, qkvBias: false, qkNorm: false,
+                                            slidingWindow: 4096, windowedLayers: .all, windowKeys: .layerTypes(pattern: 2),
+                                            normWeightOffset: 1, sandwichNorms: true, scalesEmbeddings: true, activation: .geGLUTanh,
+                                            queryScale: nil, localRopeTheta: nil, attentionSoftcap: 50, finalLogitSoftcap: 30)
     public static let gemma3 = Architecture(name: "gemma3_text", ggufName: "gemma3", ggufPermutesQK: false, qkvBias: false, qkNorm: true,
                                             slidingWindow: 4096, windowedLayers: .all, windowKeys: .layerTypes(pattern: 6),
                                             normWeightOffset: 1, sandwichNorms: true, scalesEmbeddings: true, activation: .geGLUTanh,
@@ -93,7 +102,7 @@ public struct Architecture: Equatable, Sendable {
 
     /// The built families by HF `model_type`.
     public static let families: [String: Architecture] = ["llama": llama, "mistral": mistral, "qwen2": qwen2, "qwen3": qwen3,
-                                                          "gemma3_text": gemma3]
+                                                          "gemma2": gemma2, "gemma3_text": gemma3]
     /// GGUF architecture strings that are not an HF model_type.
     static let ggufFamilies: [String: Architecture] = ["gemma3": gemma3]
 
@@ -105,8 +114,7 @@ public struct Architecture: Equatable, Sendable {
         "qwen2moe": "mixture-of-experts layers are not built by dtrain",
         "qwen3moe": "mixture-of-experts layers are not built by dtrain",
         "llama4": "mixture-of-experts layers and chunked attention are not built by dtrain",
-        "gemma": "Gemma's (1 + w) RMSNorm and GeGLU MLP are not built yet",
-        "gemma2": "Gemma 2's sandwich norms, GeGLU and soft-capping are not built yet",
+        "gemma": "Gemma 1 is not built yet (gemma2 and gemma3_text are)",
         "gemma3": "Gemma 3's vision tower is not built (its text model, model_type gemma3_text, is)",
         "phi3": "Phi-3's fused qkv_proj / gate_up_proj are not built yet",
         "qwen2_vl": "vision towers are not built by dtrain",
@@ -190,19 +198,25 @@ extension Architecture {
         if case .layerTypes(let pattern) = windowKeys { windowedLayers = .listed((0..<layers).map { ($0 + 1) % pattern != 0 }) }
     }
 
-    /// Gemma's keys: the activation, the score scale, soft-capping (refused: not built), and the RoPE bases of
-    /// full and sliding layers (`rope_parameters.{full,sliding}_attention`, or `rope_theta`/`rope_local_base_freq`).
-    /// Returns the full layers' base.
+    /// Gemma's keys: the activation, the score scale, attention and final-logit soft-capping (a positive cap,
+    /// or null for none), and the RoPE bases of full and sliding layers (Gemma 3:
+    /// `rope_parameters.{full,sliding}_attention`, or `rope_theta`/`rope_local_base_freq`). Returns the full layers' base.
     mutating func resolveGemma(_ json: JSONFields, theta fallback: Double) throws -> Double {
         let act = try json.has("hidden_activation") ? json.string("hidden_activation") : json.string("hidden_act", default: activation.rawValue)
         guard let a = Activation(rawValue: act), a == activation else {
             throw FormatError.key(json.file, "hidden_activation", "expected '\(activation.rawValue)', found '\(act)'")
         }
         queryScale = Float(try json.number("query_pre_attn_scalar", default: 256, expected: "a positive number", where: { $0 > 0 }))
-        for key in ["final_logit_softcapping", "attn_logit_softcapping"] where json.has(key) {
-            throw FormatError.key(json.file, key, "soft-capping is not built by dtrain yet (expected null)")
+        func cap(_ key: String, _ fallback: Float?) throws -> Float? {
+            // absent: the family's default (transformers' config class); null: no capping
+            guard json.object[key] != nil else { return fallback }
+            guard json.has(key) else { return nil }
+            return Float(try json.number(key, expected: "a positive cap or null", where: { $0 > 0 && $0 < 1e30 }))
         }
+        attentionSoftcap = try cap("attn_logit_softcapping", attentionSoftcap)
+        finalLogitSoftcap = try cap("final_logit_softcapping", finalLogitSoftcap)
         var theta = try json.number("rope_theta", default: fallback, expected: "a RoPE base above 1", where: { $0 > 1 })
+        guard localRopeTheta != nil else { return theta }   // one RoPE base for all layers (Gemma 2)
         localRopeTheta = Float(try json.number("rope_local_base_freq", default: Double(localRopeTheta ?? 10000),
                                                expected: "a RoPE base above 1", where: { $0 > 1 }))
         if let params = try json.object("rope_parameters") {

@@ -25,25 +25,32 @@ extension LlamaModel {
     }
 
     /// Cross-entropy over rows whose label is ≥ 0, as a sum (not a mean): returns Σ −log p(label), and
-    /// replaces logits (N, V) by dL/dlogits scaled by `gradScale` (1 / global target count).
+    /// replaces logits (N, V) by dL/dlogits scaled by `gradScale` (1 / global target count). With the model's
+    /// final-logit soft-cap (`softcap`, Architecture.finalLogitSoftcap) the logits are the capped ones and the
+    /// gradient is carried back through the cap to the LM head's output.
     public static func crossEntropy(logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, vocab: Int,
-                                    gradScale: Float) -> Double {
+                                    gradScale: Float, softcap: Float?) -> Double {
         var partial = [Double](repeating: 0, count: max(1, Parallel.workers))
+        let keepsCapped = softcap != nil && gradScale != 0
         partial.withUnsafeMutableBufferPointer { sums in
             Parallel.ranges(rows, minimumPerWorker: 8) { worker, range in
-                var total = 0.0
-                for r in range {
-                    let row = logits + r * vocab
-                    let label = Int(labels[r])
-                    guard label >= 0 else {
-                        row.update(repeating: 0, count: vocab)
-                        continue
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: keepsCapped ? vocab : 1) { cappedRow in   // (V)
+                    var total = 0.0
+                    for r in range {
+                        let row = logits + r * vocab
+                        let label = Int(labels[r])
+                        guard label >= 0 else {
+                            row.update(repeating: 0, count: vocab)
+                            continue
+                        }
+                        if keepsCapped { cappedRow.baseAddress!.update(from: row, count: vocab) }
+                        let target = Double(row[label])
+                        total += Softmax.softmaxInPlace(row, count: vocab, factor: gradScale) - target
+                        row[label] -= gradScale
+                        if keepsCapped, let cap = softcap { SoftCap.backward(row, capped: cappedRow.baseAddress!, count: vocab, cap: cap) }
                     }
-                    let target = Double(row[label])
-                    total += Softmax.softmaxInPlace(row, count: vocab, factor: gradScale) - target
-                    row[label] -= gradScale
+                    sums[worker] = total
                 }
-                sums[worker] = total
             }
         }
         return partial.reduce(0, +)
@@ -111,7 +118,8 @@ extension LlamaModel {
         let window = c.architecture.window(layer: l)
         let table = window != nil ? localRope ?? rope : rope
         let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length, heads: c.heads, kvHeads: c.kvHeads,
-                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() })
+                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() },
+                                   softcap: c.architecture.attentionSoftcap)
         Profile.measure("backward attention") {
             Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
                                segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,

@@ -62,7 +62,8 @@ extension LlamaModel {
             table.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
         }
         let shape = AttentionShape(batch: ws.batch, queryLength: T, keyLength: start + T, heads: c.heads, kvHeads: c.kvHeads,
-                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() })
+                                   headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() },
+                                   softcap: c.architecture.attentionSoftcap)
         Profile.measure("forward attention") {
             Attention.forward(shape, q: a.q.pointer,
                               k: cache.map { UnsafePointer($0.keys[l].pointer) } ?? UnsafePointer(a.k.pointer),
@@ -130,6 +131,16 @@ extension LlamaModel {
         let x = UnsafePointer(ws.finalNorm.pointer + firstRow * config.hiddenSize)
         Profile.measure("forward lm head") {
             (lmHead ?? embedding).forward(x, rows: rows, into: out, ldo: config.vocabSize, scratch: ws.productScratch)
+            capLogits(out, rows: rows)
+        }
+    }
+
+    /// Final-logit soft-capping (Gemma 2): logits (rows, V) ← cap · tanh(logits / cap); its backward is in `crossEntropy`.
+    func capLogits(_ logits: UnsafeMutablePointer<Float>, rows: Int) {
+        guard let cap = config.architecture.finalLogitSoftcap else { return }
+        let V = config.vocabSize
+        Parallel.ranges(rows, minimumPerWorker: 1) { _, range in
+            for r in range { SoftCap.forward(logits + r * V, count: V, cap: cap) }
         }
     }
 
@@ -144,6 +155,7 @@ extension LlamaModel {
         Profile.measure("forward lm head") {
             (lmHead ?? embedding).forward(ws.targetNorm.pointer, rows: targets, into: ws.logits.pointer, ldo: config.vocabSize,
                                           scratch: ws.productScratch)
+            capLogits(ws.logits.pointer, rows: targets)
         }
     }
 }

@@ -139,6 +139,15 @@ extension LlamaConfig {
             guard let n = w.int else { throw FormatError.key(file, "\(arch).attention.sliding_window", "expected an integer, found \(w)") }
             family.slidingWindow = n
         }
+        for (key, path) in [("attn_logit_softcapping", \Architecture.attentionSoftcap), ("final_logit_softcapping", \.finalLogitSoftcap)] {
+            guard let value = gguf.metadata["\(arch).\(key)"] else { continue }   // absent: the family's default, as in llama.cpp
+            guard let d = value.double, d.isFinite, d > 0 else {
+                throw FormatError.key(file, "\(arch).\(key)", "expected a positive cap, found \(value)")
+            }
+            family[keyPath: path] = Float(d)
+        }
+        // llama.cpp scores Gemma 2 27B (46 layers) by 1/√(hidden/heads), its query_pre_attn_scalar, else 1/√head_dim.
+        if arch == "gemma2", try int("block_count") == 46 { family.queryScale = Float(hidden / max(heads, 1)) }
         self.init(architecture: family, vocabSize: vocab, hiddenSize: hidden,
                   intermediateSize: try int("feed_forward_length"), layers: try int("block_count"),
                   heads: heads, kvHeads: try int("attention.head_count_kv", heads),
@@ -183,7 +192,7 @@ extension LlamaConfig {
         if !perLayerTypeRope, let params = try json.object("rope_parameters"), params.has("rope_theta") {
             theta = try params.number("rope_theta", expected: "a RoPE base above 1", where: { $0 > 1 })
         }
-        if family.activation == .geGLUTanh { theta = try family.resolveGemma(json, theta: 1_000_000) }
+        if family.activation == .geGLUTanh { theta = try family.resolveGemma(json, theta: perLayerTypeRope ? 1_000_000 : theta) }
         family.qkvBias = try json.bool("attention_bias", default: family.qkvBias)
         try family.resolveSlidingWindow(json, layers: layers)
         let eps = try json.number("rms_norm_eps", default: 1e-6, expected: "an epsilon in (0, 1)", where: { $0 > 0 && $0 < 1 })

@@ -139,7 +139,7 @@ public final class Trainer {
             model.forward(workspace, adapter: adapter)
             lossSum += Profile.measure("loss") {
                 LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                        vocab: model.config.vocabSize, gradScale: 1)
+                                        vocab: model.config.vocabSize, gradScale: 1, softcap: model.config.architecture.finalLogitSoftcap)
             }
             model.backward(workspace, adapter: adapter)
         }
@@ -171,7 +171,7 @@ public final class Trainer {
                 : load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
             model.forward(workspace, adapter: withAdapter ? adapter : nil)
             sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                               vocab: model.config.vocabSize, gradScale: 0)
+                                               vocab: model.config.vocabSize, gradScale: 0, softcap: model.config.architecture.finalLogitSoftcap)
         }
         sums = comm.allReduceSum(sums)
         return sums[0] / max(1, sums[1])

@@ -93,7 +93,7 @@ final class AttentionBF16Tests: XCTestCase {
     /// path's, and differs from it (the bf16 kernel ran); masked, future and other-sequence keys still get
     /// probability exactly 0. Shapes: several query tiles with a partial last one, padding and a hole in the
     /// mask (head dim 64); packed rows whose tiles start at odd keys with an odd head dim (odd pair grids
-    /// both ways); queries continuing a KV cache (forward only); each again with a sliding window.
+    /// both ways); queries continuing a KV cache (forward only); each again with a sliding window; two with soft-capping.
     func testBF16AttentionMatchesFP32ForwardAndBackward() throws {
         try requireBF16Kernel()
         var rng = Rand(s: 22)
@@ -107,6 +107,10 @@ final class AttentionBF16Tests: XCTestCase {
             (AttentionShape(batch: 1, queryLength: 140, keyLength: 140, heads: 2, kvHeads: 1, headDim: 9, window: 24),
              (0..<140).map { Int32($0 < 37 ? 0 : $0 < 101 ? 37 : 101) }),
             (AttentionShape(batch: 1, queryLength: 70, keyLength: 100, heads: 4, kvHeads: 2, headDim: 64, window: 51), nil),
+            // Soft-capped scores (Gemma 2): the backward recomputes the capped tile with the bf16 product too.
+            (AttentionShape(batch: 2, queryLength: 150, keyLength: 150, heads: 4, kvHeads: 2, headDim: 64, window: 37, softcap: 5), nil),
+            (AttentionShape(batch: 1, queryLength: 140, keyLength: 140, heads: 2, kvHeads: 1, headDim: 9, softcap: 2),
+             (0..<140).map { Int32($0 < 37 ? 0 : $0 < 101 ? 37 : 101) }),
         ]
         for (s, starts) in cases {
             let (B, Tq, Tk) = (s.batch, s.queryLength, s.keyLength)

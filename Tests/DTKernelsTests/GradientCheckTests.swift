@@ -145,7 +145,8 @@ final class GradientCheckTests: XCTestCase {
             let scores = keys.map { j in
                 (0..<D).reduce(0.0) { $0 + Double(q[((b * Tq + t) * H + h) * D + $1]) * Double(k[((b * Tk + j) * K + kvh) * D + $1]) } * Double(s.scale ?? 1 / Float(D).squareRoot())
             }
-            let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+            let capped = s.softcap.map { cap in scores.map { Double(cap) * tanh($0 / Double(cap)) } } ?? scores
+            let m = capped.max()!, e = capped.map { exp($0 - m) }, z = e.reduce(0, +)
             for (n, j) in keys.enumerated() { for d in 0..<D {
                 out[((b * Tq + t) * H + h) * D + d] += Float(e[n] / z) * v[((b * Tk + j) * K + kvh) * D + d]
             } }
@@ -167,6 +168,11 @@ final class GradientCheckTests: XCTestCase {
             (AttentionShape(batch: 1, queryLength: 70, keyLength: 100, heads: 2, kvHeads: 1, headDim: 8, window: 45), nil),
             (AttentionShape(batch: 1, queryLength: 6, keyLength: 6, heads: 1, kvHeads: 1, headDim: 4, window: 100), nil),
             (AttentionShape(batch: 1, queryLength: 9, keyLength: 9, heads: 2, kvHeads: 1, headDim: 4, window: 4, scale: 0.3), nil),
+            // soft-capped scores (Gemma 2): across tiles, packed, and continuing a KV cache
+            (AttentionShape(batch: 1, queryLength: 150, keyLength: 150, heads: 2, kvHeads: 1, headDim: 8, window: 37, softcap: 1.5), nil),
+            (AttentionShape(batch: 1, queryLength: 150, keyLength: 150, heads: 2, kvHeads: 2, headDim: 5, window: 150, softcap: 0.8),
+             (0..<150).map { Int32($0 < 37 ? 0 : $0 < 101 ? 37 : 101) }),
+            (AttentionShape(batch: 1, queryLength: 3, keyLength: 40, heads: 4, kvHeads: 2, headDim: 4, window: 7, softcap: 2), nil),
         ]
         for (s, starts) in cases {
             let q = rng.array(s.batch * s.queryLength * s.heads * s.headDim).map { $0 * 2 }
@@ -180,7 +186,12 @@ final class GradientCheckTests: XCTestCase {
             Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: segments.map { UnsafePointer($0.baseAddress!) },
                               compute: .fp32, probabilities: &p, out: &out)
             let expected = naiveAttention(s, q: q, k: k, v: v, mask: mask, starts: starts)
-            XCTAssertLessThan(relativeError(out, expected), 1e-5, "T=\(s.queryLength)/\(s.keyLength) W=\(s.window!) packed \(starts != nil)")
+            XCTAssertLessThan(relativeError(out, expected), 1e-5,
+                              "T=\(s.queryLength)/\(s.keyLength) W=\(s.window!) packed \(starts != nil) cap \(s.softcap ?? 0)")
+            if let cap = s.softcap {   // the cap must change the result, or this case would not test it
+                var uncapped = s; uncapped.softcap = nil
+                XCTAssertGreaterThan(relativeError(naiveAttention(uncapped, q: q, k: k, v: v, mask: mask, starts: starts), expected), 1e-2, "cap \(cap)")
+            }
             for row in 0..<(s.heads * s.queryLength) {   // nothing before the window
                 let t = row % s.queryLength, i = s.start + t
                 for j in 0..<max(0, i - s.window! + 1) { XCTAssertEqual(p[row * s.keyLength + j], 0) }
@@ -210,5 +221,51 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
+    }
+
+    /// Invariant: soft-capping is cap · tanh(x / cap) (golden values: torch.tanh in float64, cap 30) and its backward from the
+    /// capped values, 1 − (y / cap)², matches finite differences.
+    func testSoftCapBackward() {
+        var x: [Float] = [-40, -2, 0.5, 3, 100]
+        SoftCap.forward(&x, count: 5, cap: 30)
+        for (y, want) in zip(x, [-26.1018499, -1.99704230, 0.499953709, 2.99003984, 29.9237390] as [Float]) { XCTAssertEqual(y, want, accuracy: 2e-5) }
+        var rng = Rand(s: 9)
+        let input = rng.array(16).map { $0 * 4 }, r = rng.array(16)
+        func f(_ v: [Float]) -> Double { var y = v; SoftCap.forward(&y, count: y.count, cap: 1.7); return dot(y, r) }
+        var y = input; SoftCap.forward(&y, count: 16, cap: 1.7)
+        var d = r; SoftCap.backward(&d, capped: y, count: 16, cap: 1.7)
+        XCTAssertLessThan(relativeError(d, numericGradient(input, eps: 1e-3, f)), 1e-3)
+    }
+
+    /// Invariant: soft-capped attention's backward (cap 0.9 on scores of about ±3, window 40 over 70 tokens: two
+    /// query tiles, GQA, one row padded) matches finite differences for q, k and v.
+    func testSoftCappedAttentionBackward() {
+        var rng = Rand(s: 10)
+        let s = AttentionShape(batch: 2, queryLength: 70, keyLength: 70, heads: 2, kvHeads: 1, headDim: 4, window: 40, scale: 0.9, softcap: 0.9)
+        let qn = 2 * 70 * 2 * 4, kn = 2 * 70 * 1 * 4, pn = 2 * 2 * 70 * 70
+        let q = rng.array(qn).map { $0 * 2 }, k = rng.array(kn).map { $0 * 2 }, v = rng.array(kn), r = rng.array(qn)
+        var mask = [Float](repeating: 1, count: 140)
+        for j in 130..<140 { mask[j] = 0 }
+        func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
+            var p = [Float](repeating: 0, count: pn), out = [Float](repeating: 0, count: qn)
+            Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+            return dot(out, r)
+        }
+        var p = [Float](repeating: 0, count: pn), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
+        var scratch = [Float](repeating: 0, count: max(1, Parallel.workers) * 70 * 70)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        // fp32 rounding, not truncation, limits these differences (measured: dk 1.2e-3 at h = 1e-3, 1.5e-4 at 8e-3,
+        // dq flat at 5.5e-5 from 4e-3 to 8e-3), so the step is larger than the other attention checks'.
+        XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 8e-3) { f($0, k, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 8e-3) { f(q, $0, v) }), 1e-3)
+        XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 8e-3) { f(q, k, $0) }), 1e-3)
+        // the cap's factor 1 − (c / cap)² must matter here: dropping it (the uncapped backward) is far off
+        var uncapped = s; uncapped.softcap = nil
+        var dqPlain = [Float](repeating: 0, count: qn), dkPlain = [Float](repeating: 0, count: kn), dvPlain = dkPlain
+        Attention.backward(uncapped, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dqPlain, dk: &dkPlain, dv: &dvPlain,
+                           scratch: &scratch)
+        XCTAssertGreaterThan(relativeError(dqPlain, dq), 1e-1)
     }
 }

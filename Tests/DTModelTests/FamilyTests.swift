@@ -88,6 +88,29 @@ final class FamilyTests: XCTestCase {
         try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
     }
 
+    /// Invariant: Gemma 2 — attention soft-capping (3.0) and final-logit soft-capping (2.5), both small enough
+    /// to change these logits, with sandwich norms, (1 + w) RMSNorm, GeGLU, scaled embeddings and alternating
+    /// windowed/global layers (window 5 on 24 tokens) — gives transformers' logits from safetensors and from a
+    /// GGUF (arch `gemma2`, `gemma2.attn_logit_softcapping` / `final_logit_softcapping`, llama.cpp's fixed
+    /// alternation); cached logits equal recomputation past the window.
+    func testGemma2MatchesTransformers() throws {
+        let f = try FamilyFixture("gemma2")
+        let config = try ModelSource(path: f.model).config
+        XCTAssertEqual(config.architecture.name, "gemma2")
+        XCTAssertEqual(config.architecture.attentionSoftcap, 3.0)
+        XCTAssertEqual(config.architecture.finalLogitSoftcap, 2.5)
+        XCTAssertEqual((0..<3).map { config.architecture.window(layer: $0) }, [5, nil, 5])
+        XCTAssertNil(config.architecture.localRopeTheta)
+        XCTAssertEqual(config.ropeTheta, 10000)
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.model), 1e-3, "safetensors")
+        let gguf = try ModelSource(path: f.gguf).config
+        XCTAssertEqual(gguf.architecture.attentionSoftcap, 3.0)
+        XCTAssertEqual(gguf.architecture.finalLogitSoftcap, 2.5)
+        XCTAssertEqual((0..<3).map { gguf.architecture.window(layer: $0) }, [5, nil, 5])
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.gguf), 1e-3, "GGUF")
+        try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
+    }
+
     /// Teacher-forced: 30 tokens fed through the KV cache (a chunk of 4, then one at a time, as generation
     /// does) give at every position the logits of one full forward over all of them, within 1e-4.
     func assertCachedLogitsMatchRecompute(_ model: LlamaModel, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -115,7 +138,7 @@ final class FamilyTests: XCTestCase {
     }
 
     /// Invariant: without layer_types a gemma3_text config windows every layer but each 6th (or each
-    /// sliding_window_pattern-th); soft-capping, which dtrain does not build, is refused naming the key.
+    /// sliding_window_pattern-th); a soft-capping key sets the cap (null: none), a non-positive one is an error naming it.
     func testGemma3ConfigKeys() throws {
         let dir = try FamilyFixture("gemma3").model
         let copy = temporaryDirectory()
@@ -131,8 +154,10 @@ final class FamilyTests: XCTestCase {
         XCTAssertEqual((0..<7).map { six.window(layer: $0) != nil }, [true, true, true, true, true, false, true])
         let two = try load { var j = $0; j["sliding_window_pattern"] = 2; return j }.architecture
         XCTAssertEqual((0..<4).map { two.window(layer: $0) != nil }, [true, false, true, false])
-        XCTAssertThrowsError(try load { var j = $0; j["final_logit_softcapping"] = 30.0; return j }) { e in
-            XCTAssertTrue("\(e)".contains("final_logit_softcapping") && "\(e)".contains("soft-capping"), "\(e)")
+        XCTAssertNil(try load { $0 }.architecture.finalLogitSoftcap)
+        XCTAssertEqual(try load { var j = $0; j["final_logit_softcapping"] = 30.0; return j }.architecture.finalLogitSoftcap, 30)
+        XCTAssertThrowsError(try load { var j = $0; j["attn_logit_softcapping"] = 0; return j }) { e in
+            XCTAssertTrue("\(e)".contains("attn_logit_softcapping") && "\(e)".contains("a positive cap or null"), "\(e)")
         }
         XCTAssertThrowsError(try load { var j = $0; j["hidden_activation"] = "gelu"; return j }) { e in
             XCTAssertTrue("\(e)".contains("hidden_activation") && "\(e)".contains("gelu_pytorch_tanh"), "\(e)")

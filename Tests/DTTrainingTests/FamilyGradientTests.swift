@@ -51,6 +51,13 @@ final class FamilyGradientTests: XCTestCase {
         try familySetup("gemma3", recompute: true, packed: true).check()
     }
 
+    /// Invariant: Gemma 2: LoRA gradients through attention soft-capping (the backward's recomputed capped
+    /// scores) and final-logit soft-capping (carried back by the cross-entropy) match finite differences.
+    func testGemma2GradientsMatchFiniteDifferences() throws {
+        try familySetup("gemma2", recompute: false, packed: false).check(rounding: 1e-4)
+        try familySetup("gemma2", recompute: true, packed: true).check()
+    }
+
     /// Invariant: qwen3: LoRA gradients through the per-head q/k RMSNorm match finite differences.
     func testQwen3GradientsMatchFiniteDifferences() throws {
         try familySetup("qwen3", recompute: false, packed: false).check()
