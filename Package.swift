@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Fixtures/hostile is read in place by HostileInputTests (dtrain runs there), not bundled.
-        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTRuns", "DTKernels", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],
+        .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTRuns", "DTKernels", "DTModel", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -5,12 +5,13 @@
 // DTRAIN_SKIP_MEMORY_CHECK=1 turns the check off.
 import DTKernels
 import DTModel
+import DTParallel
 import DTTraining
 import Foundation
 
-enum MemoryPreflight {
+public enum MemoryPreflight {
     /// Bytes this process can still allocate and where the figure comes from, or nil if unknown.
-    static func available() -> (bytes: Double, source: String)? {
+    public static func available() -> (bytes: Double, source: String)? {
         var best: (Double, String)?
         func consider(_ bytes: Double?, _ source: String) {
             guard let bytes, bytes >= 0 else { return }
@@ -64,7 +65,31 @@ enum MemoryPreflight {
         guard let found, need * Double(comm.localSize) > all[comm.rank] else { return }
         let detail = parts.map { "\($0.0) \(gib($0.1))" }.joined(separator: ", ")
         let ranks = comm.localSize > 1 ? " × \(comm.localSize) ranks on this node" : ""
-        throw CommandError("memory: \(stage) needs about \(gib(need)) per rank (\(detail))\(ranks), but \(gib(found.bytes)) is available (\(found.source), rank \(comm.rank)); reduce it with micro_batch_size (now \(config.microBatchSize)) or max_length (now \(config.maxLength)), recompute: true, method: qlora (or precision: nf4 / as-stored), placement: sharded over more ranks or nodes — or set DTRAIN_SKIP_MEMORY_CHECK=1 to try anyway")
+        throw CommandError("memory: \(stage) needs about \(gib(need)) per rank (\(detail))\(ranks), but \(gib(found.bytes)) is available (\(found.source), rank \(comm.rank)); reduce it with micro_batch_size (now \(config.microBatchSize)) or max_length (now \(config.maxLength)), \(config.recomputes ? "" : "recompute: true, ")method: qlora (or precision: nf4 / as-stored), placement: sharded over more ranks or nodes — or set DTRAIN_SKIP_MEMORY_CHECK=1 to try anyway")
+    }
+
+    /// `recompute: auto`: on when keeping every layer's activations (and DoRA's saved frozen products) on this node's
+    /// ranks would take more than `share` of the memory available now (the base is loaded, so not counted again).
+    /// Collective; every rank gets the same answer: the largest need against the smallest availability.
+    /// `available`: this rank's free bytes (default: `available()`, unknown = unlimited).
+    public static func chooseRecompute(_ config: TrainConfig, model: LlamaModel, comm: Communicator, shape: (batch: Int, length: Int),
+                                       available mine: Double? = available()?.bytes, share: Double = 0.8) -> (on: Bool, reason: String) {
+        let rows = shape.batch * shape.length
+        var keepAll = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: false))
+        if config.useDoRA {   // each adapted projection's frozen output, every layer
+            let outputs = config.loraTargets.reduce(0) { $0 + (model.layers[0].projections[$1]?.rows ?? 0) }
+            keepAll += 4 * Double(rows) * Double(outputs) * Double(model.config.layers)
+        }
+        let recomputing = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: true))
+        let need = perRank(keepAll * Double(comm.localSize), comm: comm).max() ?? keepAll
+        let free = perRank(mine ?? .infinity, comm: comm).min() ?? .infinity
+        let freeText = free.isFinite ? "the \(gib(free)) available" : "memory of unknown size"
+        let ranks = comm.localSize > 1 ? " × \(comm.localSize) ranks on this node" : ""
+        let workspace = "\(shape.batch) × \(shape.length) tokens"
+        guard need > share * free else {
+            return (false, "every layer's activations for \(workspace), about \(gib(keepAll)) per rank\(ranks), fit in \(freeText)")
+        }
+        return (true, "keeping every layer's activations for \(workspace) would take about \(gib(keepAll)) per rank\(ranks) of \(freeText); recomputing each layer in backward needs about \(gib(recomputing))")
     }
 
     static func gib(_ bytes: Double) -> String {

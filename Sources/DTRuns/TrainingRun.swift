@@ -56,6 +56,13 @@ public enum TrainingRun {
             config.adopt(weights.options)
             initial = weights
         }
+        if config.recompute == .auto {   // before the adapter: DoRA sizes its saved products by it
+            let virtual = config.method == .prompt ? config.numVirtualTokens : 0
+            let choice = MemoryPreflight.chooseRecompute(config, model: loaded.model, comm: comm,
+                                                         shape: Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: virtual))
+            config.recompute = choice.on ? .on : .off
+            runtime.log("recompute: auto → \(config.recompute.rawValue): \(choice.reason)")
+        }
         let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid, initial: initial)
         let longest = max(train.longest, valid?.longest ?? 0), V = adapter.virtualTokens
         try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
@@ -64,7 +71,7 @@ public enum TrainingRun {
         let doraBytes = (adapter as? LoRAAdapter)?.doraBytes ?? 0   // allocated, not yet touched
         try MemoryPreflight.check([("activations, gradients and scratch",
                                     ForwardWorkspace.estimatedBytes(model: loaded.model, batch: shape.batch, length: shape.length,
-                                                                    mode: .training(recompute: config.recompute)))]
+                                                                    mode: .training(recompute: config.recomputes)))]
                                   + (doraBytes > 0 ? [("DoRA's saved frozen products", Double(doraBytes))] : []),
                                   stage: "the training workspace (\(shape.batch) × \(shape.length) tokens)", config: config, runtime: runtime)
         let trainer = Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: train, valid: valid,
@@ -144,10 +151,10 @@ public func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Datas
         // DoRA keeps every layer's frozen products for backward unless each layer's forward reruns before it.
         if let initial {
             return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout,
-                                   useDoRA: config.useDoRA, savesEveryLayer: !config.recompute)
+                                   useDoRA: config.useDoRA, savesEveryLayer: !config.recomputes)
         }
         return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed),
-                           savesEveryLayer: !config.recompute)
+                           savesEveryLayer: !config.recomputes)
     }
 }
 

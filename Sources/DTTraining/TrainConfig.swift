@@ -40,7 +40,7 @@ public struct TrainConfig: Equatable, Sendable {
     public var useRSLoRA = false
     public var useDoRA = false
     public var initAdapter = ""
-    public var recompute = false
+    public var recompute = RecomputeMode.auto
     public var logEvery = 1
     public var tensorboard = true
     public var evalEvery = 0
@@ -104,7 +104,8 @@ public struct TrainConfig: Equatable, Sendable {
                   help: "lora/qlora: DoRA (PEFT use_dora), a trained magnitude per output feature of each adapted projection"),
             .string(\.initAdapter, "init_adapter", .mustMatch, valueName: "path",
                     help: "lora/qlora: start from this adapter (PEFT directory or llama.cpp GGUF); its rank, alpha and targets are used"),
-            .bool(\.recompute, "recompute", help: "recompute activations in backward (less memory)"),
+            .choice(\.recompute, "recompute",
+                    help: "recompute each layer's activations in backward (less memory, one more forward): auto (on when keeping every layer's would not fit in the memory available), true or false"),
             .int(\.logEvery, "log_every", size, help: "steps between progress lines"),
             .bool(\.tensorboard, "tensorboard", help: "also write TensorBoard event files into the run directory"),
             .int(\.evalEvery, "eval_every", count, help: "steps between validation losses (0: end only)"),
@@ -181,6 +182,17 @@ public enum TrainMethod: String, ConfigChoice {
 
 /// `placement`: the frozen base's placement across ranks, or `auto` (decided by `basePlacement(ranks:)`).
 public enum PlacementRequest: String, ConfigChoice { case auto, sharded, replicated }
+
+/// `recompute`: keep every layer's activations for backward (false), keep only each layer's input and run the
+/// layer's forward again in backward (true), or choose at start from the memory estimate (auto; DTRuns resolves it).
+public enum RecomputeMode: String, ConfigChoice {
+    case auto, on = "true", off = "false"
+}
+
+extension TrainConfig {
+    /// Whether the backward recomputes each layer (an unresolved `auto` keeps them all, as `false`).
+    public var recomputes: Bool { recompute == .on }
+}
 
 /// `class_weights` of the probe's loss.
 public enum ClassWeights: String, ConfigChoice { case none, balanced }

@@ -56,7 +56,7 @@ public final class Trainer {
                 adapter: TrainableAdapter) {
         self.config = config; self.comm = comm; self.model = model; self.train = train; self.valid = valid
         let shape = Self.workspaceShape(config: config, train: train, valid: valid, virtualTokens: adapter.virtualTokens)
-        workspace = ForwardWorkspace(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: config.recompute))
+        workspace = ForwardWorkspace(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: config.recomputes))
         self.adapter = adapter
         optimizer = AdamW(weightDecay: config.weightDecay)
         state = TrainerState(step: 0, samplesSeen: 0, optimizerStep: 0, worldSize: comm.size)

@@ -130,14 +130,24 @@ final class RunSafetyTests: XCTestCase {
                                        "--micro-batch-size", "1024", "--batch-size", "1024", "--threads", "1", "--compute", "fp32"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertFalse(r.signalled)
-        for f in ["memory: the training workspace (1024 × 4096 tokens) needs about", "GiB per rank", "is available", "micro_batch_size (now 1024)",
-                  "recompute: true", "method: qlora", "placement: sharded"] {
+        // recompute: auto (the default) has already turned recomputation on, so it is not among the advice
+        for f in ["recompute: auto → true: keeping every layer's activations for 1024 × 4096 tokens would take about",
+                  "memory: the training workspace (1024 × 4096 tokens) needs about", "GiB per rank", "is available", "micro_batch_size (now 1024)",
+                  "method: qlora", "placement: sharded"] {
             XCTAssertTrue(r.stderr.contains(f), "lacks \(f): \(r.stderr)")
         }
+        XCTAssertFalse(r.stderr.contains("recompute: true,"), r.stderr)
+        let kept = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "4096",
+                                          "--micro-batch-size", "1024", "--batch-size", "1024", "--threads", "1", "--compute", "fp32",
+                                          "--recompute", "false"])
+        XCTAssertEqual(kept.status, 1, kept.stderr)
+        XCTAssertTrue(kept.stderr.contains("recompute: true, method: qlora"), "advice names recompute when it is off: \(kept.stderr)")
+        XCTAssertFalse(kept.stderr.contains("recompute: auto"), kept.stderr)
         XCTAssertEqual(entries(out), [], "a refused run writes nothing")
         let small = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "256",
                                            "--max-steps", "1", "--batch-size", "2", "--micro-batch-size", "2", "--threads", "1", "--compute", "fp32"])
         XCTAssertEqual(small.status, 0, small.stderr)
         XCTAssertTrue(small.stderr.contains("; available "), small.stderr)
+        XCTAssertTrue(small.stderr.contains("recompute: auto → false: every layer's activations for 2 × "), small.stderr)
     }
 }
