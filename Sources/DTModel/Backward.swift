@@ -26,10 +26,10 @@ extension LlamaModel {
 
     /// Cross-entropy over rows whose label is ≥ 0, as a sum (not a mean): returns Σ −log p(label), and
     /// replaces logits (N, V) by dL/dlogits scaled by `gradScale` (1 / global target count). With the model's
-    /// final-logit soft-cap (`softcap`, Architecture.finalLogitSoftcap) the logits are the capped ones and the
-    /// gradient is carried back through the cap to the LM head's output.
-    public static func crossEntropy(logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, vocab: Int,
-                                    gradScale: Float, softcap: Float?) -> Double {
+    /// final-logit soft-cap (Architecture.finalLogitSoftcap, applied by the forward) the logits are the capped ones
+    /// and the gradient is carried back through the cap to the LM head's output.
+    public func crossEntropy(logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, gradScale: Float) -> Double {
+        let vocab = config.vocabSize, softcap = config.architecture.finalLogitSoftcap
         var partial = [Double](repeating: 0, count: max(1, Parallel.workers))
         let keepsCapped = softcap != nil && gradScale != 0
         partial.withUnsafeMutableBufferPointer { sums in

@@ -138,8 +138,7 @@ public final class Trainer {
                 : load(positions.map { train.examples[sample($0)] }, positions: positions, training: true, step: s, packed: config.packing)
             model.forward(workspace, adapter: adapter)
             lossSum += Profile.measure("loss") {
-                LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                        vocab: model.config.vocabSize, gradScale: 1, softcap: model.config.architecture.finalLogitSoftcap)
+                model.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows, gradScale: 1)
             }
             model.backward(workspace, adapter: adapter)
         }
@@ -170,8 +169,7 @@ public final class Trainer {
             sums[1] += Double(chunk.isEmpty ? loadEmpty(training: false, step: 0)
                 : load(chunk.map { data.examples[$0] }, positions: chunk, training: false, step: 0))
             model.forward(workspace, adapter: withAdapter ? adapter : nil)
-            sums[0] += LlamaModel.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows,
-                                               vocab: model.config.vocabSize, gradScale: 0, softcap: model.config.architecture.finalLogitSoftcap)
+            sums[0] += model.crossEntropy(logits: workspace.logits.pointer, labels: labels.baseAddress!, rows: workspace.logitRows, gradScale: 0)
         }
         sums = comm.allReduceSum(sums)
         return sums[0] / max(1, sums[1])

@@ -167,8 +167,7 @@ final class DoRATests: XCTestCase {
             let (adapter, ws) = setup(model)
             let labels: [Int32] = [17, 42, 5, 250, 11, 99, 7, -100]
             model.forward(ws, adapter: adapter)
-            let loss = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: model.config.vocabSize,
-                                               gradScale: 1, softcap: nil)
+            let loss = model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 1)
             model.backward(ws, adapter: adapter)
             results.append((loss, Array(UnsafeBufferPointer(start: adapter.arena.gradients, count: adapter.arena.count))))
         }

@@ -38,15 +38,13 @@ struct GradientCheck {
 
     func loss(_ adapter: ModelAdapter? = nil) -> Double {
         model.forward(ws, adapter: adapter ?? self.adapter)
-        return LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows,
-                                       vocab: model.config.vocabSize, gradScale: 1, softcap: model.config.architecture.finalLogitSoftcap) / 5
+        return model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 1) / 5
     }
 
     func analyticGradient(_ adapter: ModelAdapter? = nil) -> [Float] {
         self.adapter.arena.zeroGradients()
         model.forward(ws, adapter: adapter ?? self.adapter)
-        _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows,
-                                    vocab: model.config.vocabSize, gradScale: 1.0 / 5, softcap: model.config.architecture.finalLogitSoftcap)
+        _ = model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 1.0 / 5)
         model.backward(ws, adapter: adapter ?? self.adapter)
         return Array(UnsafeBufferPointer(start: self.adapter.arena.gradients, count: self.adapter.arena.count))
     }

@@ -89,8 +89,7 @@ final class LoRAGradientTests: XCTestCase {
         XCTAssertEqual(s.ws.logitRows, targets)
         s.adapter.arena.zeroGradients()
         s.model.forward(s.ws, adapter: s.adapter)
-        let selectedLoss = LlamaModel.crossEntropy(logits: s.ws.logits.pointer, labels: labels, rows: s.ws.logitRows,
-                                                   vocab: s.model.config.vocabSize, gradScale: 1.0 / 5, softcap: nil) / 5
+        let selectedLoss = s.model.crossEntropy(logits: s.ws.logits.pointer, labels: labels, rows: s.ws.logitRows, gradScale: 1.0 / 5) / 5
         s.model.backward(s.ws, adapter: s.adapter)
         XCTAssertEqual(selectedLoss, fullLoss, accuracy: 1e-6 * abs(fullLoss))
         let selectedGradient = Array(UnsafeBufferPointer(start: s.adapter.arena.gradients, count: s.adapter.arena.count))

@@ -37,7 +37,7 @@ final class PackingTests: XCTestCase {
             }
             losses.append(sum)
         }
-        _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: V, gradScale: 0.1, softcap: nil)
+        _ = model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 0.1)
         model.backward(ws, adapter: adapter)
         return (losses, Array(UnsafeBufferPointer(start: adapter.arena.gradients, count: adapter.arena.count)))
     }

@@ -22,12 +22,12 @@ final class PromptTuningTests: XCTestCase {
         func loss() -> Double {
             ws.load(sequences, reserved: 3)
             model.forward(ws, adapter: adapter)
-            return LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: 64, gradScale: 1, softcap: nil) / 7
+            return model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 1) / 7
         }
         adapter.arena.zeroGradients()
         ws.load(sequences, reserved: 3)
         model.forward(ws, adapter: adapter)
-        _ = LlamaModel.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, vocab: 64, gradScale: 1.0 / 7, softcap: nil)
+        _ = model.crossEntropy(logits: ws.logits.pointer, labels: labels, rows: ws.rows, gradScale: 1.0 / 7)
         model.backward(ws, adapter: adapter)
         let g = Array(UnsafeBufferPointer(start: adapter.arena.gradients, count: adapter.arena.count))
         let p = adapter.arena.values.pointer
