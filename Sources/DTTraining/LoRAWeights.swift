@@ -62,11 +62,17 @@ public struct LoRAWeights {
         let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
         let file = try SafetensorsFile(path: path)
         var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:], m: [Int: [Float]] = [:]
-        for (rawName, tensor) in file.tensors {
+        // Sorted, and the layer count checked over all names first: the same file gets the same error on every
+        // run (a dictionary's order changes per process), and an adapter for a deeper model is named as that.
+        let tensors = file.tensors.sorted { $0.key < $1.key }
+        for (rawName, _) in tensors {
             let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
             if let (layer, _, _) = parsePEFTName(name), layer >= config.layers {
                 throw FormatError.key(path, rawName, "layer \(layer), but the base model has \(config.layers) layers (an adapter for another model?)")
             }
+        }
+        for (rawName, tensor) in tensors {
+            let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
             guard let (layer, p, which) = parsePEFTName(name), options.targets.contains(p) else {
                 throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
             }
