@@ -34,7 +34,9 @@ def gguf_names(layers, qk_norm, sandwich=False):
              "lm_head.weight": "output.weight"}
     pairs = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"),
              ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
-             ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]
+             ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"),
+             # Phi-3's fused tensors, as convert_hf_to_gguf.py's Phi3MiniModel writes them (ffn_up holds gate then up)
+             ("self_attn.qkv_proj", "attn_qkv"), ("mlp.gate_up_proj", "ffn_up")]
     if sandwich:   # Gemma: post_attention_layernorm norms the attention output
         pairs += [("post_attention_layernorm", "post_attention_norm"), ("pre_feedforward_layernorm", "ffn_norm"),
                   ("post_feedforward_layernorm", "post_ffw_norm")]
@@ -144,7 +146,9 @@ def main(only):
         gemma3()
     if only in (None, "gemma2"):
         gemma2()
-    if only in ("gemma3", "gemma2"):
+    if only in (None, "phi3"):
+        phi3()
+    if only in ("gemma3", "gemma2", "phi3"):
         return
     from transformers import MistralConfig, MistralForCausalLM
     torch.manual_seed(10)
@@ -178,6 +182,17 @@ def gemma3():
            note=f"(1 + w) RMSNorm, sandwich norms, embeddings x sqrt(64), GeGLU (gelu tanh), query_pre_attn_scalar 24, "
                 f"QK-norm, layers {types} with window {window} on {LENGTH} tokens, local RoPE base 1e4 / global 1e6, tied; "
                 "logits_gguf: llama.cpp's score scale 1/sqrt(head_dim)")
+
+
+def phi3():
+    from transformers import Phi3Config, Phi3ForCausalLM
+    torch.manual_seed(14)
+    window = 5
+    config = Phi3Config(**COMMON, sliding_window=window, tie_word_embeddings=False, pad_token_id=None, bos_token_id=1,
+                        eos_token_id=2, attn_implementation="eager")
+    family("phi3", Phi3ForCausalLM(config), "phi3", permute_qk=False, sliding_window=window,
+           note=f"fused qkv_proj (q, k, v rows) and gate_up_proj (gate, up rows), GGUF attn_qkv / ffn_up (2 x I rows), "
+                f"no Q/K permutation (NeoX RoPE in llama.cpp), sliding window {window} on {LENGTH} tokens, untied")
 
 
 def gemma2():

@@ -25,6 +25,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FAMILIES = os.path.join(ROOT, "Tests", "DTModelTests", "Fixtures", "families")
 DTRAIN = os.environ.get("DTRAIN", os.path.join(ROOT, ".build", "release", "dtrain"))
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+FUSED_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]   # Phi-3's modules: the same seven projections
 
 
 def base_model(d):
@@ -42,7 +43,8 @@ def family(name):
     d = os.path.join(FAMILIES, name)
     ids = torch.tensor([json.load(open(os.path.join(d, "ids.json")))["ids"][0]])
     torch.manual_seed(21)
-    peft = get_peft_model(base_model(d), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0,
+    targets = FUSED_TARGETS if name == "phi3" else TARGETS
+    peft = get_peft_model(base_model(d), LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0,
                                                     init_lora_weights=False, task_type="CAUSAL_LM"))
     with torch.no_grad():   # PEFT's non-default init is small; larger B makes the adapter matter at 1e-4
         for n, p in peft.named_parameters():
@@ -81,5 +83,5 @@ def family(name):
 
 
 if __name__ == "__main__":
-    for name in ([sys.argv[1]] if len(sys.argv) > 1 else ["mistral_sliding", "qwen3", "gemma2", "gemma3"]):
+    for name in ([sys.argv[1]] if len(sys.argv) > 1 else ["mistral_sliding", "qwen3", "gemma2", "gemma3", "phi3"]):
         family(name)

@@ -1,6 +1,7 @@
 // `dtrain bench`: throughput of the real model next to an SGEMM measured in the same run, so the figures
 // say how close dtrain gets to the machine's BLAS peak.
 import ArgumentParser
+import DTFormats
 import DTKernels
 import DTModel
 import DTParallel
@@ -64,7 +65,7 @@ struct Bench: ParsableCommand {
             runtime.log("BLAS: OpenBLAS core \(BLASCore.name), \(runtime.threads) threads per rank, \(runtime.comm.size) ranks")
             if runtime.comm.isRoot {
                 Console.out(String(format: "%@  batch %d × %d tokens: %.1f tokens/s, %.2f s/batch (median of %d, best %.2f), %.1f GFLOP/s, peak RSS %@, %@",
-                                   ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, V=20)",
+                                   ["forward": "forward", "features": "probe features", "prompt": "train (prompt tuning, 20 virtual tokens)",
                                     "train": useDora ? "train (DoRA r=8, 7 targets)" : "train (LoRA r=8, 7 targets)"][what]!, batch, length,
                                    report.tokensPerSecond, report.seconds, max(1, iterations), report.best, report.gflops,
                                    mib(Int(MemoryStats.peakResidentBytes())), model.compute.kernelTag))
@@ -178,8 +179,8 @@ public enum Benchmarks {
         _ = trainer.step(0)
         var s = 0
         let times = time(iterations) { s += 1; _ = trainer.step(s) }
-        let V = trainer.adapter.virtualTokens
-        let flops = trainFLOPs(loaded.model.config, batch: batch, length: length + V, rank: method.isLoRA ? 8 : 0)
+        let virtual = trainer.adapter.virtualTokens
+        let flops = trainFLOPs(loaded.model.config, batch: batch, length: length + virtual, rank: method.isLoRA ? 8 : 0)
         return Report(times: times, tokens: batch * length, flops: flops)
     }
 
@@ -198,7 +199,7 @@ public enum Benchmarks {
             return TrainingExample(tokens: tokens, labels: Array(tokens.dropFirst()) + [ignoreLabel], line: 0)
         }
         let data = Dataset(path: "(random tokens)", examples: examples, truncated: 0)
-        let adapter = try makeAdapter(config, loaded: loaded, train: data, valid: nil)
+        let adapter = try makeAdapter(config, loaded: loaded)
         try loaded.model.reservePositions(length + adapter.virtualTokens, for: "--length \(length)")
         return Trainer(config: config, comm: comm, model: loaded.model, tokenizer: loaded.tokenizer, train: data, valid: nil, adapter: adapter)
     }

@@ -40,10 +40,9 @@ struct Eval: ParsableCommand {
                 throw CommandError("--score-from must be in 0..<\(context - 1) (below --context - 1), not \(scoreFrom)")
             }
             let (sequences, truncated) = try EvalData.sequences(path: data, tokenizer: loaded.tokenizer, context: context)
-            let rows = batchSize * (sequences.map(\.count).max() ?? 1)
-            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: rows) }
-            let V = adapter?.virtualTokens ?? 0, longest = sequences.map(\.count).max() ?? 1
-            try loaded.model.reservePositions(V + longest, for: V > 0 ? "the adapter \(modelOptions.adapter!)'s \(V) virtual tokens before sequences of \(longest) tokens" : "sequences of \(longest) tokens (--context)")
+            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model) }
+            let virtual = adapter?.virtualTokens ?? 0, longest = sequences.map(\.count).max() ?? 1
+            try loaded.model.reservePositions(virtual + longest, for: virtual > 0 ? "the adapter \(modelOptions.adapter!)'s \(virtual) virtual tokens before sequences of \(longest) tokens" : "sequences of \(longest) tokens (--context)")
             let result = Evaluator.evaluate(model: loaded.model, sequences: sequences, comm: runtime.comm, batchSize: batchSize, adapter: adapter,
                                              scoreFrom: scoreFrom)
             guard result.meanNLL.isFinite else {

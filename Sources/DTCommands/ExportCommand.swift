@@ -84,7 +84,7 @@ struct Export: ParsableCommand {
                 try writeGGUF(weights, base: base, type: type, to: io.output, overwrite: io.force)
             case "peft":
                 try AtomicDirectory.build(io.output, replacing: io.force) { dir in
-                    for (name, data) in try PEFTFormat.loraFiles(weights, layers: base.config.layers, baseModel: basePath) {
+                    for (name, data) in try PEFTFormat.loraFiles(weights, config: base.config, baseModel: basePath) {
                         try AtomicDirectory.writeFile((dir as NSString).appendingPathComponent(name), data)
                     }
                 }

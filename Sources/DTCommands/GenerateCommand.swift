@@ -1,5 +1,6 @@
 // `dtrain generate`: streamed text from a prompt, with the model's chat template by default.
 import ArgumentParser
+import DTFormats
 import DTModel
 import DTTokenizer
 import DTTraining
@@ -51,12 +52,11 @@ struct Generate: ParsableCommand {
             }
             let ids = tok.encode(text, addSpecial: true)
             guard !ids.isEmpty else { throw CommandError("the prompt is empty") }
-            let chunk = 128
-            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model, maxRows: chunk) }
-            if let V = adapter?.virtualTokens, V > 0 {
-                try loaded.model.reservePositions(V + 2, for: "the adapter \(modelOptions.adapter!)'s \(V) virtual tokens, one prompt token and one generated token")
+            let adapter = try modelOptions.adapter.map { try AdapterLoader.load($0, model: loaded.model) }
+            if let virtual = adapter?.virtualTokens, virtual > 0 {
+                try loaded.model.reservePositions(virtual + 2, for: "the adapter \(modelOptions.adapter!)'s \(virtual) virtual tokens, one prompt token and one generated token")
             }
-            let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1, chunk: chunk, adapter: adapter)
+            let generator = Generator(model: loaded.model, capacity: ids.count + maxTokens + 1, adapter: adapter)
             var stop = Set<Int32>()
             if let eos = tok.eosToken { stop.insert(eos) }
             for name in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"] {

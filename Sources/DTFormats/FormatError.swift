@@ -1,6 +1,9 @@
-// Typed errors for bad model, tokenizer and data files (FormatError: the file, where in it — byte offset, key or
-// line — what was expected and what was found) and for output files that cannot be written (WriteError: the
-// output path, the step that failed and the system's reason).
+// The typed errors for what a user gives dtrain: bad model, tokenizer, adapter and data files (FormatError: the
+// file, where in it — byte offset, key or line — what was expected and what was found), output files that cannot
+// be written (WriteError: the output path, the step that failed and the system's reason), and requests that cannot
+// be carried out as asked (CommandError: a flag or configuration value, or a combination of them, with the fix).
+// Beside them only errors that are not about input: NumericalError (a diverging run), StoppedBySignal (preemption)
+// and BF16Unavailable (the CPU). Programmer mistakes are preconditions, not errors.
 import Foundation
 
 public struct FormatError: Error, CustomStringConvertible, Equatable {
@@ -49,4 +52,9 @@ public struct WriteError: Error, CustomStringConvertible, Equatable {
     }
 
     public var description: String { "\(path): \(message)" }
+}
+
+public struct CommandError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

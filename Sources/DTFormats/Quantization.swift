@@ -73,6 +73,7 @@ public enum Dequantize {
     public static func run(_ type: GGMLType, _ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, count: Int) {
         precondition(type.canDequantize && count % type.blockSize == 0, "dequantize \(type.name) of \(count)")
         let blocks = count / type.blockSize
+        let (blockBytes, blockWeights) = (type.blockBytes, type.blockSize)   // the table above: no literal sizes below
         switch type {
         case .f32:
             UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
@@ -84,7 +85,7 @@ public enum Dequantize {
             }
         case .q4_0:
             for b in 0..<blocks {
-                let block = src + b * 18, y = dst + b * 32
+                let block = src + b * blockBytes, y = dst + b * blockWeights
                 let d = f16(block, 0)
                 let qs = (block + 2).assumingMemoryBound(to: UInt8.self)
                 for j in 0..<16 {
@@ -94,7 +95,7 @@ public enum Dequantize {
             }
         case .q4_1:
             for b in 0..<blocks {
-                let block = src + b * 20, y = dst + b * 32
+                let block = src + b * blockBytes, y = dst + b * blockWeights
                 let d = f16(block, 0), m = f16(block, 2)
                 let qs = (block + 4).assumingMemoryBound(to: UInt8.self)
                 for j in 0..<16 {
@@ -104,15 +105,15 @@ public enum Dequantize {
             }
         case .q8_0:
             for b in 0..<blocks {
-                let block = src + b * 34, y = dst + b * 32
+                let block = src + b * blockBytes, y = dst + b * blockWeights
                 let d = f16(block, 0)
                 let qs = (block + 2).assumingMemoryBound(to: Int8.self)
                 for j in 0..<32 { y[j] = Float(qs[j]) * d }
             }
         case .q4_K:
             for b in 0..<blocks {
-                let block = src + b * 144
-                var y = dst + b * 256
+                let block = src + b * blockBytes
+                var y = dst + b * blockWeights
                 let d = f16(block, 0), dmin = f16(block, 2)
                 let scales = (block + 4).assumingMemoryBound(to: UInt8.self)
                 var q = (block + 16).assumingMemoryBound(to: UInt8.self)
@@ -126,8 +127,8 @@ public enum Dequantize {
             }
         case .q5_K:
             for b in 0..<blocks {
-                let block = src + b * 176
-                var y = dst + b * 256
+                let block = src + b * blockBytes
+                var y = dst + b * blockWeights
                 let d = f16(block, 0), dmin = f16(block, 2)
                 let scales = (block + 4).assumingMemoryBound(to: UInt8.self)
                 let qh = (block + 16).assumingMemoryBound(to: UInt8.self)
@@ -143,8 +144,8 @@ public enum Dequantize {
             }
         case .q6_K:
             for b in 0..<blocks {
-                let block = src + b * 210
-                var y = dst + b * 256
+                let block = src + b * blockBytes
+                var y = dst + b * blockWeights
                 var ql = block.assumingMemoryBound(to: UInt8.self)
                 var qh = (block + 128).assumingMemoryBound(to: UInt8.self)
                 var sc = (block + 192).assumingMemoryBound(to: Int8.self)

@@ -31,6 +31,7 @@ public enum Quantize {
     public static func run(_ type: GGMLType, _ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, count: Int) {
         precondition(canEncode(type) && count >= 0 && count % type.blockSize == 0, "quantize \(type.name) of \(count)")
         let blocks = count / type.blockSize
+        let (blockBytes, blockWeights) = (type.blockBytes, type.blockSize)   // sizes from GGMLType's table
         switch type {
         case .f32:
             dst.copyMemory(from: src, byteCount: count * 4)
@@ -39,11 +40,11 @@ public enum Quantize {
         case .bf16:
             for i in 0..<count { store16(bf16(src[i]), dst, 2 * i) }
         case .q8_0:
-            for b in 0..<blocks { q8_0(src + 32 * b, dst + 34 * b) }
+            for b in 0..<blocks { q8_0(src + blockWeights * b, dst + blockBytes * b) }
         case .q4_0:
-            for b in 0..<blocks { q4_0(src + 32 * b, dst + 18 * b) }
+            for b in 0..<blocks { q4_0(src + blockWeights * b, dst + blockBytes * b) }
         case .q4_1:
-            for b in 0..<blocks { q4_1(src + 32 * b, dst + 20 * b) }
+            for b in 0..<blocks { q4_1(src + blockWeights * b, dst + blockBytes * b) }
         default:
             preconditionFailure("unreachable: \(type.name) cannot be encoded")
         }

@@ -15,6 +15,10 @@ public struct FrozenOutputScale {
 }
 
 public protocol ModelAdapter: AnyObject {
+    /// Makes room for passes over `workspace` (its capacity in rows, and whether it keeps every layer's
+    /// activations for backward). The model calls it at the start of each pass, so the workspace's owner sizes
+    /// the adapter's row scratch: allocated on the first call, grown only for a larger workspace, else a no-op.
+    func reserve(for workspace: ForwardWorkspace)
     /// Whether projection `p` of `layer` has an adapter (skips work for the others).
     func adapts(layer: Int, _ p: TensorNames.Projection) -> Bool
     /// Asked before each product of an adapted projection: nil (the default) leaves y = x · Wᵀ and dx = dy · W.
@@ -34,13 +38,14 @@ public protocol ModelAdapter: AnyObject {
                   dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, rows: Int)
     /// Virtual tokens prepended to every sequence (prompt tuning); 0 otherwise.
     var virtualTokens: Int { get }
-    /// Writes the virtual token embeddings (V, C) at the start of each sequence's rows in `stream` (B, T, C).
+    /// Writes the virtual token embeddings (virtual tokens, C) at the start of each sequence's rows in `stream` (B, T, C).
     func embedVirtualTokens(stream: UnsafeMutablePointer<Float>, batch: Int, length: Int)
-    /// Receives the gradient of the input stream (B, T, C) (prompt tuning takes the first V rows of each sequence).
+    /// Receives the gradient of the input stream (B, T, C) (prompt tuning takes the first virtual-token rows of each sequence).
     func backwardEmbeddings(dstream: UnsafePointer<Float>, batch: Int, length: Int)
 }
 
 extension ModelAdapter {
+    public func reserve(for workspace: ForwardWorkspace) {}
     public func adapts(layer: Int, _ p: TensorNames.Projection) -> Bool { false }
     public func frozenOutputScale(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, rows: Int,
                                   scratch: ProductScratch) -> FrozenOutputScale? { nil }

@@ -41,6 +41,10 @@ public struct Architecture: Equatable, Sendable {
     public var attentionSoftcap: Float?
     /// The LM head's logits pass through cap · tanh(z / cap) (Gemma 2 `final_logit_softcapping`); nil: no capping.
     public var finalLogitSoftcap: Float?
+    /// q/k/v are stored as one `qkv_proj` and gate/up as one `gate_up_proj` (Phi-3; GGUF `attn_qkv`, and `ffn_up` of
+    /// 2·I rows): loading takes each projection as a row range of its fused tensor (TensorNames.FusedModule), and
+    /// LoRA adapters have one module per fused tensor, as PEFT makes them (one A shared by the parts, B stacked).
+    public var fusedProjections = false
 
     public enum Activation: String, Equatable, Sendable {
         case swiGLU = "silu", geGLUTanh = "gelu_pytorch_tanh"
@@ -100,9 +104,12 @@ public struct Architecture: Equatable, Sendable {
                                             normWeightOffset: 1, sandwichNorms: true, scalesEmbeddings: true, activation: .geGLUTanh,
                                             queryScale: nil, localRopeTheta: 10000)
 
+    public static let phi3 = Architecture(name: "phi3", ggufName: "phi3", ggufPermutesQK: false, qkvBias: false, qkNorm: false,
+                                          slidingWindow: nil, windowedLayers: .all, windowKeys: .everyLayer, fusedProjections: true)
+
     /// The built families by HF `model_type`.
     public static let families: [String: Architecture] = ["llama": llama, "mistral": mistral, "qwen2": qwen2, "qwen3": qwen3,
-                                                          "gemma2": gemma2, "gemma3_text": gemma3]
+                                                          "gemma2": gemma2, "gemma3_text": gemma3, "phi3": phi3]
     /// GGUF architecture strings that are not an HF model_type.
     static let ggufFamilies: [String: Architecture] = ["gemma3": gemma3]
 
@@ -116,7 +123,8 @@ public struct Architecture: Equatable, Sendable {
         "llama4": "mixture-of-experts layers and chunked attention are not built by dtrain",
         "gemma": "Gemma 1 is not built yet (gemma2 and gemma3_text are)",
         "gemma3": "Gemma 3's vision tower is not built (its text model, model_type gemma3_text, is)",
-        "phi3": "Phi-3's fused qkv_proj / gate_up_proj are not built yet",
+        "phimoe": "mixture-of-experts layers are not built by dtrain",
+        "phi3v": "vision towers are not built by dtrain",
         "qwen2_vl": "vision towers are not built by dtrain",
         "llava": "vision towers are not built by dtrain",
         "mllama": "vision towers are not built by dtrain",

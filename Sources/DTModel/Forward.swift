@@ -110,6 +110,7 @@ extension LlamaModel {
         let (T, N, C) = (ws.length, ws.rows, c.hiddenSize)
         let start = cache?.length ?? 0
         if let cache { precondition(ws.batch == 1 && start + T <= cache.capacity, "KV cache overflow") }
+        adapter?.reserve(for: ws)
         if ws.segmentStarts == nil { for i in 0..<N { ws.positions[i] = Int32(start + i % T) } }   // packed: set at load
         let x = ws.stream.pointer
         embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.productScratch)

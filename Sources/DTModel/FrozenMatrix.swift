@@ -103,8 +103,8 @@ public final class FrozenMatrix {
                     for stored in range {
                         let source = raw + stored * rowBytes, target = out + hfRow(stored) * cols
                         if vector {
-                            if type == .q4_1 { BF16.fromQ4_1(source, blocks: cols / 32, into: target) }
-                            else { BF16.fromQ8_0(source, blocks: cols / 32, into: target) }
+                            if type == .q4_1 { BF16.fromQ4_1(source, blocks: cols / type.blockSize, into: target) }
+                            else { BF16.fromQ8_0(source, blocks: cols / type.blockSize, into: target) }
                         } else {
                             Dequantize.run(type, source, row.baseAddress!, count: cols)
                             BF16.convertHere(row.baseAddress!, into: target, count: cols)

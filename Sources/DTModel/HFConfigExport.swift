@@ -11,7 +11,8 @@ public enum HFConfigExport {
         guard c.ropeScaling == nil, gguf.tensor("rope_freqs.weight") == nil else {
             throw FormatError.key(gguf.path, "rope_freqs.weight", "Llama-3.1 RoPE scaling cannot be written to config.json yet")
         }
-        let classes = ["llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM", "qwen3": "Qwen3ForCausalLM"]
+        let classes = ["llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                       "phi3": "Phi3ForCausalLM"]
         guard let cls = classes[c.architecture.name] else {
             throw FormatError.key(gguf.path, "general.architecture", "no Hugging Face class for '\(c.architecture.name)'")
         }
@@ -28,7 +29,7 @@ public enum HFConfigExport {
             if let id = gguf.metadata[key]?.int { json[hf] = id }
         }
         if c.architecture.name == "qwen2" { json["use_sliding_window"] = false }
-        if c.architecture.name == "mistral" { json["sliding_window"] = c.architecture.slidingWindow ?? NSNull() }
+        if c.architecture.name == "mistral" || c.architecture.name == "phi3" { json["sliding_window"] = c.architecture.slidingWindow ?? NSNull() }
         for (k, v) in extra { json[k] = v }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }

@@ -135,6 +135,9 @@ extension LlamaConfig {
             ?? gguf.tensor("token_embd.weight").map { $0.dims[1] }
             ?? { throw FormatError.key(file, "\(arch).vocab_size", "missing (and no tokenizer or token_embd.weight)") }()
         family.qkvBias = gguf.tensor("blk.0.attn_q.bias") != nil
+        if gguf.tensor("rope_factors_long.weight") != nil || gguf.tensor("rope_factors_short.weight") != nil {
+            throw FormatError.key(file, "rope_factors_long.weight", "LongRoPE (the 128k-context Phi-3 / Phi-3.5 models) is not built; the 4k-context models are")
+        }
         if let w = gguf.metadata["\(arch).attention.sliding_window"] {
             guard let n = w.int else { throw FormatError.key(file, "\(arch).attention.sliding_window", "expected an integer, found \(w)") }
             family.slidingWindow = n
@@ -179,7 +182,8 @@ extension LlamaConfig {
         if !perLayerTypeRope, let rs = try json.object(scalingKey) {
             let kind = try rs.has("rope_type") ? rs.string("rope_type") : rs.string("type", default: "")
             guard kind == "llama3" || kind == "default" else {
-                throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3' or 'default', found '\(kind)'")
+                let note = kind == "longrope" ? " (LongRoPE, as the 128k-context Phi-3 / Phi-3.5 models use, is not built; the 4k-context models are)" : ""
+                throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3' or 'default', found '\(kind)'\(note)")
             }
             if kind == "llama3" {
                 func positive(_ k: String) throws -> Float { Float(try rs.number(k, expected: "a positive number", where: { $0 > 0 })) }
@@ -194,6 +198,12 @@ extension LlamaConfig {
         }
         if family.activation == .geGLUTanh { theta = try family.resolveGemma(json, theta: perLayerTypeRope ? 1_000_000 : theta) }
         family.qkvBias = try json.bool("attention_bias", default: family.qkvBias)
+        // transformers ≥ 5 keeps partial_rotary_factor under rope_parameters; older files at the top level.
+        for (fields, key) in [(json, "partial_rotary_factor"), (try json.object("rope_parameters"), "rope_parameters.partial_rotary_factor")] {
+            guard let fields else { continue }
+            let rotary = try fields.number("partial_rotary_factor", default: 1, expected: "a fraction in (0, 1]", where: { $0 > 0 && $0 <= 1 })
+            guard rotary == 1 else { throw FormatError.key(path, key, "RoPE on part of each head (\(rotary)) is not built; expected 1") }
+        }
         try family.resolveSlidingWindow(json, layers: layers)
         let eps = try json.number("rms_norm_eps", default: 1e-6, expected: "an epsilon in (0, 1)", where: { $0 > 0 && $0 < 1 })
         self.init(architecture: family, vocabSize: try json.integer("vocab_size", in: size), hiddenSize: hidden,

@@ -84,8 +84,38 @@ public final class ModelSource {
         }
     }
 
-    /// The tensor with HF name `name`, or nil if the file has none.
+    /// The tensor with HF name `name`, or nil if the file has none. In a family with fused projections (Phi-3) a
+    /// projection stored inside its fused tensor is that tensor's row range (a view: whole rows are whole blocks).
     public func tensor(_ name: String) throws -> RawTensor? {
+        if config.architecture.fusedProjections, let (layer, p) = TensorNames.parseProjection(name),
+           let rows = config.fusedRows(p), gguf != nil || weightMap[name] == nil {
+            return try fusedPart(layer: layer, p, rows: rows)
+        }
+        return try storedTensor(name)
+    }
+
+    /// Rows `rows` of layer `layer`'s fused tensor, as projection p's tensor; a missing or misshapen fused tensor is
+    /// an error naming it.
+    private func fusedPart(layer: Int, _ p: TensorNames.Projection,
+                           rows: (module: TensorNames.FusedModule, start: Int, total: Int)) throws -> RawTensor {
+        let fusedName = TensorNames.fused(layer, rows.module)
+        let cols = config.projectionShape(p).in, count = config.projectionShape(p).out
+        let key = gguf != nil ? TensorNames.gguf(fusedName)! : fusedName
+        if gguf == nil, weightMap["\(fusedName).quant_state.bitsandbytes__nf4"] != nil {
+            throw FormatError.key(path, fusedName, "a bitsandbytes 4-bit fused tensor (\(rows.module.rawValue)) is not supported; load the unquantized model with --quant nf4")
+        }
+        guard let whole = try storedTensor(fusedName) else {
+            throw FormatError.key(path, key, "missing tensor (expected shape \([rows.total, cols]): \(rows.module.parts.map(\.rawValue).joined(separator: ", ")) fused)")
+        }
+        guard whole.shape == [rows.total, cols], let rowBytes = whole.type.byteCount(elements: cols) else {
+            throw FormatError.key(whole.file, key, "expected shape \([rows.total, cols]) (\(rows.module.parts.map(\.rawValue).joined(separator: ", ")) fused), found \(whole.shape)")
+        }
+        return RawTensor(name: TensorNames.projection(layer, p), type: whole.type, shape: [count, cols],
+                         data: whole.data + rows.start * rowBytes, owner: whole.owner, permutedHeads: nil, file: whole.file)
+    }
+
+    /// The tensor stored under HF name `name` (its llama.cpp name in a GGUF), or nil.
+    private func storedTensor(_ name: String) throws -> RawTensor? {
         if let g = gguf {
             guard let ggufName = TensorNames.gguf(name, sandwich: config.architecture.sandwichNorms), let info = g.tensor(ggufName) else { return nil }
             guard info.type.canDequantize else {

@@ -20,6 +20,32 @@ public enum TensorNames {
         }
     }
 
+    /// A tensor that holds several projections' rows one after another (Architecture.fusedProjections): Phi-3's
+    /// `qkv_proj` (q, k, v) and `gate_up_proj` (gate, up; llama.cpp's `ffn_up` of 2·I rows).
+    public enum FusedModule: String, CaseIterable, Sendable {
+        case qkv = "qkv_proj", gateUp = "gate_up_proj"
+
+        public var parts: [Projection] { self == .qkv ? [.q, .k, .v] : [.gate, .up] }
+        public var modulePath: String { self == .qkv ? "self_attn.qkv_proj" : "mlp.gate_up_proj" }
+        public var ggufName: String { self == .qkv ? "attn_qkv" : "ffn_up" }
+        public static func of(_ p: Projection) -> FusedModule? { allCases.first { $0.parts.contains(p) } }
+    }
+
+    public static func fused(_ layer: Int, _ m: FusedModule) -> String { "model.layers.\(layer).\(m.modulePath).weight" }
+
+    /// HF weight name of an adapter module (LlamaConfig.adapterModules): a projection's, or its fused tensor's.
+    public static func moduleWeight(_ layer: Int, _ parts: [Projection]) -> String {
+        parts.count > 1 ? fused(layer, FusedModule.of(parts[0])!) : projection(layer, parts[0])
+    }
+
+    /// (layer, projection) of an HF projection weight name `model.layers.N.<module path>.weight`.
+    public static func parseProjection(_ name: String) -> (layer: Int, projection: Projection)? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[5] == "weight",
+              let p = Projection.allCases.first(where: { $0.modulePath == "\(parts[3]).\(parts[4])" }) else { return nil }
+        return (layer, p)
+    }
+
     public static let embedding = "model.embed_tokens.weight"
     public static let finalNorm = "model.norm.weight"
     public static let lmHead = "lm_head.weight"
@@ -56,6 +82,7 @@ public enum TensorNames {
         if rest == "post_feedforward_layernorm.weight" { return "blk.\(layer).post_ffw_norm.weight" }
         if rest == "self_attn.q_norm.weight" { return "blk.\(layer).attn_q_norm.weight" }
         if rest == "self_attn.k_norm.weight" { return "blk.\(layer).attn_k_norm.weight" }
+        for m in FusedModule.allCases where rest == "\(m.modulePath).weight" { return "blk.\(layer).\(m.ggufName).weight" }
         for p in Projection.allCases {
             if rest == "\(p.modulePath).weight" { return "blk.\(layer).\(p.ggufName).weight" }
             if rest == "\(p.modulePath).bias" { return "blk.\(layer).\(p.ggufName).bias" }
@@ -97,6 +124,24 @@ extension LlamaConfig {
         case .gate, .up: (intermediateSize, hiddenSize)
         case .down: (hiddenSize, intermediateSize)
         }
+    }
+
+    /// The projections as adapter files name them: each on its own, or grouped by fused tensor (Phi-3:
+    /// [q, k, v], [o], [gate, up], [down]), in projection order.
+    public var adapterModules: [[TensorNames.Projection]] {
+        TensorNames.Projection.allCases.compactMap { p in
+            guard architecture.fusedProjections, let m = TensorNames.FusedModule.of(p) else { return [p] }
+            return m.parts[0] == p ? m.parts : nil
+        }
+    }
+
+    /// Where projection p's rows sit in its fused tensor (Architecture.fusedProjections): the module, the first
+    /// row and the module's row count; nil for a projection stored on its own.
+    public func fusedRows(_ p: TensorNames.Projection) -> (module: TensorNames.FusedModule, start: Int, total: Int)? {
+        guard architecture.fusedProjections, let m = TensorNames.FusedModule.of(p) else { return nil }
+        var start = 0
+        for part in m.parts.prefix(while: { $0 != p }) { start += projectionShape(part).out }
+        return (m, start, m.parts.reduce(0) { $0 + projectionShape($1).out })
     }
 
     /// The llama.cpp architecture name a GGUF of this model carries (convert_hf_to_gguf writes Mistral as llama).

@@ -95,7 +95,10 @@ public final class ForwardWorkspace {
     public let maxBatch: Int, maxLength: Int
     public private(set) var batch: Int, length: Int
     public var rows: Int { batch * length }
+    public var maxRows: Int { maxBatch * maxLength }
     public let mode: Mode
+    /// Whether every layer's activations stay until backward (training without recompute).
+    public var keepsEveryLayer: Bool { mode == .training(recompute: false) }
     public let tokens: UnsafeMutableBufferPointer<Int32>      // (N)
     public let positions: UnsafeMutableBufferPointer<Int32>   // (N)
     public let mask: FloatBuffer                              // (B, T) 1 = real token, 0 = padding

@@ -44,18 +44,18 @@ public enum Evaluator {
     public static func evaluate(model: LlamaModel, sequences: [[Int32]], comm: Communicator, batchSize: Int,
                                 adapter: ModelAdapter? = nil, scoreFrom: Int = 0) -> Result {
         let schedule = RankSchedule(count: sequences.count, batch: batchSize, comm: comm)
-        let V = adapter?.virtualTokens ?? 0
-        let length = V + (sequences.map(\.count).max() ?? 1)
+        let virtual = adapter?.virtualTokens ?? 0
+        let length = virtual + (sequences.map(\.count).max() ?? 1)
         let ws = ForwardWorkspace(model: model, batch: schedule.batch, length: length)
         var sums = [0.0, 0.0]
         let vocab = model.config.vocabSize
         for items in schedule.allPasses {
             let batch = items.map { sequences[$0] }
-            ws.load(batch.isEmpty ? [[0]] : batch, reserved: V)
+            ws.load(batch.isEmpty ? [[0]] : batch, reserved: virtual)
             model.forward(ws, adapter: adapter)
             for (b, seq) in batch.enumerated() {
                 for t in min(scoreFrom, seq.count - 1)..<(seq.count - 1) {
-                    let row = ws.logits.pointer + (b * ws.length + V + t) * vocab
+                    let row = ws.logits.pointer + (b * ws.length + virtual + t) * vocab
                     sums[0] += Softmax.logSumExp(row, count: vocab) - Double(row[Int(seq[t + 1])])
                     sums[1] += 1
                 }

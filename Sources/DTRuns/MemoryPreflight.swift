@@ -3,6 +3,7 @@
 // cgroup limit (v2 memory.max, v1 memory.limit_in_bytes) minus its usage if lower — and a run that cannot fit is
 // refused with the estimate and the keys that reduce it, instead of being OOM-killed later.
 // DTRAIN_SKIP_MEMORY_CHECK=1 turns the check off.
+import DTFormats
 import DTKernels
 import DTModel
 import DTParallel
@@ -76,10 +77,7 @@ public enum MemoryPreflight {
                                        available mine: Double? = available()?.bytes, share: Double = 0.8) -> (on: Bool, reason: String) {
         let rows = shape.batch * shape.length
         var keepAll = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: false))
-        if config.useDoRA {   // each adapted projection's frozen output, every layer
-            let outputs = config.loraTargets.reduce(0) { $0 + (model.layers[0].projections[$1]?.rows ?? 0) }
-            keepAll += 4 * Double(rows) * Double(outputs) * Double(model.config.layers)
-        }
+        keepAll += LoRAAdapter.doraBytes(model: model, options: config.loraOptions, rows: rows, everyLayer: true)
         let recomputing = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: true))
         let need = perRank(keepAll * Double(comm.localSize), comm: comm).max() ?? keepAll
         let free = perRank(mine ?? .infinity, comm: comm).min() ?? .infinity

@@ -18,11 +18,6 @@ public enum DefaultModel {
     }
 }
 
-public struct CommandError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// Standard error output; only rank 0 prints progress.
 public enum Console {
     public static func error(_ s: String) { StopSignals.standardError(s + "\n") }

@@ -56,19 +56,20 @@ public enum TrainingRun {
             config.adopt(weights.options)
             initial = weights
         }
-        if config.recompute == .auto {   // before the adapter: DoRA sizes its saved products by it
+        if config.recompute == .auto {
             let virtual = config.method == .prompt ? config.numVirtualTokens : 0
             let choice = MemoryPreflight.chooseRecompute(config, model: loaded.model, comm: comm,
                                                          shape: Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: virtual))
             config.recompute = choice.on ? .on : .off
             runtime.log("recompute: auto → \(config.recompute.rawValue): \(choice.reason)")
         }
-        let adapter = try makeAdapter(config, loaded: loaded, train: train, valid: valid, initial: initial)
-        let longest = max(train.longest, valid?.longest ?? 0), V = adapter.virtualTokens
-        try loaded.model.reservePositions(V + longest, for: V > 0 ? "\(V) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
+        let adapter = try makeAdapter(config, loaded: loaded, initial: initial)
+        let longest = max(train.longest, valid?.longest ?? 0), virtual = adapter.virtualTokens
+        try loaded.model.reservePositions(virtual + longest, for: virtual > 0 ? "\(virtual) virtual tokens (num_virtual_tokens) before the longest example (\(longest) tokens)"
                                                                    : "the longest example (\(longest) tokens; lower max_length)")
-        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: V)
-        let doraBytes = (adapter as? LoRAAdapter)?.doraBytes ?? 0   // allocated, not yet touched
+        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: virtual)
+        let doraBytes = Int(LoRAAdapter.doraBytes(model: loaded.model, options: config.loraOptions, rows: shape.batch * shape.length,
+                                                  everyLayer: !config.recomputes))
         try MemoryPreflight.check([("activations, gradients and scratch",
                                     ForwardWorkspace.estimatedBytes(model: loaded.model, batch: shape.batch, length: shape.length,
                                                                     mode: .training(recompute: config.recomputes)))]
@@ -139,7 +140,8 @@ public enum TrainingRun {
 }
 
 /// The adapter kind of `config.method`, freshly initialised (identically on every rank).
-public func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Dataset, valid: Dataset?, initial: LoRAWeights? = nil) throws -> TrainableAdapter {
+/// Its row scratch is sized later by the workspace it runs with (the trainer's).
+public func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, initial: LoRAWeights? = nil) throws -> TrainableAdapter {
     switch config.method {
     case .prompt:
         let adapter = PromptTuningAdapter(model: loaded.model, virtualTokens: config.numVirtualTokens)
@@ -147,14 +149,9 @@ public func makeAdapter(_ config: TrainConfig, loaded: LoadedModel, train: Datas
                                tokenizer: loaded.tokenizer, seed: UInt64(config.seed))
         return adapter
     default:
-        let shape = Trainer.workspaceShape(config: config, train: train, valid: valid, virtualTokens: 0)
-        // DoRA keeps every layer's frozen products for backward unless each layer's forward reruns before it.
-        if let initial {
-            return initial.adapter(model: loaded.model, maxRows: shape.batch * shape.length, dropout: config.loraOptions.dropout,
-                                   useDoRA: config.useDoRA, savesEveryLayer: !config.recomputes)
-        }
-        return LoRAAdapter(model: loaded.model, options: config.loraOptions, maxRows: shape.batch * shape.length, seed: UInt64(config.seed),
-                           savesEveryLayer: !config.recomputes)
+        try config.loraOptions.checkTargets(loaded.model.config)
+        if let initial { return initial.adapter(model: loaded.model, dropout: config.loraOptions.dropout, useDoRA: config.useDoRA) }
+        return LoRAAdapter(model: loaded.model, options: config.loraOptions, seed: UInt64(config.seed))
     }
 }
 

@@ -1,5 +1,6 @@
 // Chat templates recognised by family from markers in the Jinja text (as llama.cpp does), rendered without
 // a Jinja engine. Rendering yields segments so training can put the loss on assistant turns only.
+import DTFormats
 import Foundation
 
 public struct ChatMessage: Equatable, Sendable {
@@ -32,13 +33,13 @@ public struct ChatTemplate: Sendable {
     public init(jinja: String?, named: String? = nil, source: String) throws {
         if let named {
             guard let f = ChatTemplateFamily(rawValue: named) else {
-                throw TokenizerError("unknown chat template '\(named)' (expected one of \(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw CommandError("unknown chat template '\(named)' (expected one of \(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             self.init(family: f, defaultSystem: jinja.flatMap(Self.defaultSystemPrompt))
             return
         }
         guard let t = jinja else {
-            throw TokenizerError("\(source): the model has no chat template (tokenizer.chat_template); name one with --chat-template (\(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw FormatError(file: source, location: "", "the model has no chat template (tokenizer.chat_template); name one with --chat-template (\(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         let family: ChatTemplateFamily
         if t.contains("<|im_start|>") { family = .chatml }
@@ -48,7 +49,7 @@ public struct ChatTemplate: Sendable {
         else if t.contains("<|user|>") { family = .zephyr }
         else if t.contains("[INST]") { family = .llama2 }
         else {
-            throw TokenizerError("\(source): unrecognised chat template (no known markers); name one with --chat-template (\(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw FormatError(file: source, location: "tokenizer.chat_template", "unrecognised chat template (no known markers); name one with --chat-template (\(ChatTemplateFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         self.init(family: family, defaultSystem: family == .chatml ? Self.defaultSystemPrompt(t) : nil)
     }

@@ -1,11 +1,12 @@
 // The one place a command finds its chat template: the family the user named, else the model's own, recognised.
 // A model without a usable template is not an error until chat messages need one; then the reason is given.
+import DTFormats
 import Foundation
 
 public enum ModelChatTemplate: Sendable {
     case available(ChatTemplate)
-    /// Why there is no template (no tokenizer.chat_template, or one without known markers), as a sentence.
-    case unavailable(reason: String)
+    /// Why there is no template (no tokenizer.chat_template, or one without known markers), naming the model file.
+    case unavailable(FormatError)
 
     /// `named` (a family name, e.g. from chat_template or --chat-template) overrides the model's template; an unknown
     /// name throws at once. `source` names the model file in messages.
@@ -14,8 +15,8 @@ public enum ModelChatTemplate: Sendable {
             self = .available(try ChatTemplate(jinja: tokenizer.chatTemplate, named: named, source: source))
             return
         }
-        do { self = .available(try ChatTemplate(jinja: tokenizer.chatTemplate, source: source)) } catch let error as TokenizerError {
-            self = .unavailable(reason: error.description)
+        do { self = .available(try ChatTemplate(jinja: tokenizer.chatTemplate, source: source)) } catch let error as FormatError {
+            self = .unavailable(error)
         }
     }
 
@@ -24,11 +25,11 @@ public enum ModelChatTemplate: Sendable {
         return nil
     }
 
-    /// The template, or the reason there is none as a TokenizerError.
+    /// The template, or the reason there is none (a FormatError naming the model file).
     public func required() throws -> ChatTemplate {
         switch self {
         case .available(let t): return t
-        case .unavailable(let reason): throw TokenizerError(reason)
+        case .unavailable(let reason): throw reason
         }
     }
 }

@@ -86,14 +86,14 @@ extension Tokenizer {
         for id in byteTokenIds.sorted() {
             guard id >= 0, Int(id) < tokens.count, let b = Self.byteValue(tokens[Int(id)]) else {
                 let text = id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : "(no such token)"
-                throw TokenizerError("\(source): byte token \(id) is '\(text)' (expected <0xNN> with two hex digits)")
+                throw FormatError(file: source, location: "vocabulary", "byte token \(id) is '\(text)' (expected <0xNN> with two hex digits)")
             }
             byteOfToken[id] = b
             if byteTokens[Int(b)] < 0 { byteTokens[Int(b)] = id }
         }
         if let missing = byteTokens.firstIndex(of: -1) {
             let found = byteTokens.filter { $0 >= 0 }.count
-            throw TokenizerError("\(source): byte-fallback vocabulary lacks \(Self.byteText(UInt8(missing))) (\(found) of 256 byte tokens <0x00>…<0xFF> found; expected all of them)")
+            throw FormatError(file: source, location: "vocabulary", "byte-fallback vocabulary lacks \(Self.byteText(UInt8(missing))) (\(found) of 256 byte tokens <0x00>…<0xFF> found; expected all of them)")
         }
         let merges: [UInt64: (rank: Int32, merged: Int32)]
         switch mergeOrder {
@@ -126,7 +126,7 @@ extension Tokenizer {
     static func scoredMerges(tokens: [String], ids: [String: Int32], scores: [Float], source: String) throws -> [UInt64: (rank: Int32, merged: Int32)] {
         precondition(scores.count == tokens.count, "one score per token")
         guard tokens.count < 1 << 24 else {
-            throw TokenizerError("\(source): \(tokens.count) tokens (at most \(1 << 24 - 1) are supported)")
+            throw FormatError(file: source, location: "vocabulary", "\(tokens.count) tokens (at most \(1 << 24 - 1) are supported)")
         }
         try FormatError.requireFinite(scores, file: source, key: "tokenizer.ggml.scores")
         let distinct = Set(scores).sorted(by: >)

@@ -61,8 +61,9 @@ extension Tokenizer {
                           bos: bos, eos: eos, pad: try Self.tokenId(meta, "tokenizer.ggml.padding_token_id", count: tokens.count, file: file),
                           addBos: meta["tokenizer.ggml.add_bos_token"]?.bool ?? true,
                           chatTemplate: meta["tokenizer.chat_template"]?.string, source: file)
-        } catch let e as TokenizerError {
-            throw FormatError.key(file, "tokenizer.ggml.tokens", e.description.replacingOccurrences(of: "\(file): ", with: ""))
+        } catch var e as FormatError where e.file == file {   // the vocabulary's, merges' or a token's fault: say which key
+            e.location = "key 'tokenizer.ggml.tokens'" + (e.location.isEmpty ? "" : ", \(e.location)")
+            throw e
         }
     }
 

@@ -3,6 +3,7 @@
 //   SentencePiece-style (Llama-2, Mistral, Gemma, Phi-3): spaces marked "▁", one symbol per character with
 //   <0xNN> byte tokens for characters outside the vocabulary (SentencePiece.swift),
 // and the symbols are merged in rank order (a GGUF's SentencePiece scores become ranks).
+import DTFormats
 import Foundation
 
 public enum ByteLevel {
@@ -23,11 +24,6 @@ public enum ByteLevel {
         for (b, s) in byteToScalar.enumerated() { d[s.value] = UInt8(b) }
         return d
     }()
-}
-
-public struct TokenizerError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
 }
 
 public final class Tokenizer {
@@ -101,7 +97,7 @@ public final class Tokenizer {
         // no token: like HF tokenizers without an unk token, it produces none (-1 marks it).
         let byteTokens = (0..<256).map { ids[String(ByteLevel.byteToScalar[$0])] ?? -1 }
         guard byteTokens.filter({ $0 >= 0 }).count >= 128 else {
-            throw TokenizerError("\(source): vocabulary lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
+            throw FormatError(file: source, location: "vocabulary", "lacks most byte-level symbols (expected a GPT-2 byte-level BPE vocabulary)")
         }
         self.init(tokens: tokens, tokenIds: ids, merges: try Self.rankedMerges(mergeList, ids: ids, source: source),
                   byteTokens: byteTokens, sentencePiece: nil, byteOfToken: [:], special: special, preTokenizer: preTokenizer,
@@ -119,13 +115,13 @@ public final class Tokenizer {
     /// The merge table of a merge list in rank order (the first of a repeated pair counts).
     static func rankedMerges(_ mergeList: [(String, String)], ids: [String: Int32], source: String) throws -> [UInt64: (rank: Int32, merged: Int32)] {
         guard mergeList.count < 1 << 24 else {
-            throw TokenizerError("\(source): \(mergeList.count) merges (at most \(1 << 24 - 1) are supported)")
+            throw FormatError(file: source, location: "merges", "\(mergeList.count) merges (at most \(1 << 24 - 1) are supported)")
         }
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(mergeList.count)
         for (rank, (a, b)) in mergeList.enumerated() {
             guard let ia = ids[a], let ib = ids[b], let im = ids[a + b] else {
-                throw TokenizerError("\(source): merge \(rank) '\(a) \(b)' uses tokens missing from the vocabulary")
+                throw FormatError(file: source, location: "merge \(rank)", "'\(a) \(b)' uses tokens missing from the vocabulary")
             }
             let key = pairKey(ia, ib)
             if merges[key] == nil { merges[key] = (Int32(rank), im) }

@@ -28,55 +28,53 @@ final class DoRAMagnitudes {
         let weightSquares: [Double]          // (out) ‖W‖² per row, from construction
         let inverseNorm: FloatBuffer         // (out) 1 / ‖W + s·B·A‖ (0 for a row that is all zero)
         let scale: FloatBuffer               // (out) m / ‖W + s·B·A‖
-        let product: FloatBuffer             // (rows, out) z; one per projection kind when not saved per layer
+        var product = FloatBuffer(count: 0)  // (rows, out) z; one per projection kind unless every layer keeps its own
         var normsVersion: UInt64?            // arena version the norms were computed at
         init(layer: Int, projection: TensorNames.Projection, a: ParameterArena.Entry, b: ParameterArena.Entry,
-             magnitude: ParameterArena.Entry, inFeatures: Int, outFeatures: Int, weightSquares: [Double], product: FloatBuffer) {
+             magnitude: ParameterArena.Entry, inFeatures: Int, outFeatures: Int, weightSquares: [Double]) {
             self.layer = layer; self.projection = projection; self.a = a; self.b = b; self.magnitude = magnitude
             self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.weightSquares = weightSquares
-            inverseNorm = FloatBuffer(count: outFeatures); scale = FloatBuffer(count: outFeatures); self.product = product
+            inverseNorm = FloatBuffer(count: outFeatures); scale = FloatBuffer(count: outFeatures)
         }
     }
 
     let arena: ParameterArena
-    let rank: Int, scaleFactor: Float, maxRows: Int
+    let rank: Int, scaleFactor: Float
     private(set) var slots: [Int: Slot] = [:]            // key: LoRAAdapter.key(layer, projection)
-    /// Whether every layer keeps its z until backward (training without recompute); else the layers share one z
-    /// per projection kind, refilled by each layer's forward (recompute reruns it just before its backward).
-    let savesEveryLayer: Bool
+    /// Rows the saved products hold (`reserve`), and whether every layer keeps its z until backward (a training
+    /// workspace without recompute); else the layers share one z per projection kind, refilled by each layer's
+    /// forward (recompute reruns it just before its backward).
+    private(set) var reservedRows = 0
+    private(set) var savesEveryLayer = false
     private var filledBy: [TensorNames.Projection: Int] = [:]   // the layer whose z a shared buffer holds
-    private let scaledGradient: FloatBuffer   // (rows, max out) mns ⊙ dy, written by the choke point in backward
+    private var scaledGradient = FloatBuffer(count: 0)   // (rows, max out) mns ⊙ dy, written by the choke point in backward
     private let columnSums: FloatBuffer    // (max out)
     private let aTimesW: FloatBuffer       // (r, max out) A · Wᵀ
     private let gram: FloatBuffer          // (r, r) A · Aᵀ
     private var productScratch: ProductScratch?   // the model's product scratch with its own input buffer
-    private let maxIn: Int
+    private let maxIn: Int, maxOut: Int
 
     /// m and the norms of every adapted projection of `model`; A and B must hold their values. m is set to
     /// ‖W + s·B·A‖ (PEFT's initialisation) unless `magnitudes` gives it (key → (out) values).
-    init(model: LlamaModel, arena: ParameterArena, options: LoRAOptions, targets: [(key: Int, layer: Int, p: TensorNames.Projection)],
-         maxRows: Int, savesEveryLayer: Bool, magnitudes: [Int: [Float]]?) {
+    init(model: LlamaModel, arena: ParameterArena, options: LoRAOptions,
+         targets: [(key: Int, layer: Int, p: TensorNames.Projection, a: ParameterArena.Entry, b: ParameterArena.Entry, magnitude: ParameterArena.Entry)],
+         magnitudes: [Int: [Float]]?) {
         self.arena = arena
-        rank = options.rank; scaleFactor = options.scale; self.maxRows = maxRows; self.savesEveryLayer = savesEveryLayer
+        rank = options.rank; scaleFactor = options.scale
         var maxOut = 0, maxIn = 0, largest = 0
         for t in targets {
             let w = model.layers[t.layer].projections[t.p]!
             maxOut = max(maxOut, w.rows); maxIn = max(maxIn, w.cols)
             if w.densePointer == nil { largest = max(largest, w.rows * w.cols) }
         }
-        self.maxIn = maxIn
-        scaledGradient = FloatBuffer(count: maxRows * maxOut, zeroed: false)
+        self.maxIn = maxIn; self.maxOut = maxOut
         columnSums = FloatBuffer(count: maxOut)
         aTimesW = FloatBuffer(count: rank * maxOut)
         gram = FloatBuffer(count: rank * rank)
-        var shared: [TensorNames.Projection: FloatBuffer] = [:]
         let dequantized = FloatBuffer(count: largest, zeroed: false)   // (out, in) W of a projection not held in fp32
         for t in targets {
             let w = model.layers[t.layer].projections[t.p]!
             let (out, inF) = (w.rows, w.cols)
-            let product = savesEveryLayer ? FloatBuffer(count: maxRows * out, zeroed: false)
-                : shared[t.p] ?? FloatBuffer(count: maxRows * out, zeroed: false)
-            shared[t.p] = product
             let dense: UnsafePointer<Float> = w.densePointer ?? {
                 w.dense(into: dequantized.pointer)   // all-gathers a sharded weight: every rank runs this, in order
                 return UnsafePointer(dequantized.pointer)
@@ -87,10 +85,9 @@ final class DoRAMagnitudes {
                 for i in 0..<inF { sum += Double(dense[o * inF + i]) * Double(dense[o * inF + i]) }
                 squares[o] = sum
             }
-            let magnitude = arena.entry(LoRAAdapter.magnitudeName(t.layer, t.p))!
-            let slot = Slot(layer: t.layer, projection: t.p, a: arena.entry(LoRAAdapter.tensorName(t.layer, t.p, "A"))!,
-                            b: arena.entry(LoRAAdapter.tensorName(t.layer, t.p, "B"))!, magnitude: magnitude,
-                            inFeatures: inF, outFeatures: out, weightSquares: squares, product: product)
+            let magnitude = t.magnitude
+            let slot = Slot(layer: t.layer, projection: t.p, a: t.a, b: t.b, magnitude: magnitude,
+                            inFeatures: inF, outFeatures: out, weightSquares: squares)
             slots[t.key] = slot
             if let given = magnitudes?[t.key] {
                 precondition(given.count == out, "magnitude of \(out) values expected, given \(given.count)")
@@ -106,11 +103,41 @@ final class DoRAMagnitudes {
         arena.valuesChanged()
     }
 
-    /// Bytes of the saved products z (what DoRA keeps for backward beyond LoRA).
+    /// Allocates the saved products z and the scaled gradient for `rows` rows: one z per adapted projection when
+    /// `everyLayer`, else one per projection kind shared by the layers. Grows only (rows, and shared → per layer).
+    func reserve(rows: Int, everyLayer: Bool) {
+        guard rows > reservedRows || (everyLayer && !savesEveryLayer) else { return }
+        reservedRows = max(rows, reservedRows); savesEveryLayer = savesEveryLayer || everyLayer
+        scaledGradient = FloatBuffer(count: reservedRows * maxOut, zeroed: false)
+        var widest: [TensorNames.Projection: Int] = [:]
+        for slot in slots.values { widest[slot.projection] = max(widest[slot.projection] ?? 0, slot.outFeatures) }
+        let shared = widest.mapValues { FloatBuffer(count: reservedRows * $0, zeroed: false) }
+        for slot in slots.values {
+            slot.product = savesEveryLayer ? FloatBuffer(count: reservedRows * slot.outFeatures, zeroed: false) : shared[slot.projection]!
+        }
+        filledBy = [:]
+    }
+
+    /// Bytes of the saved products z and the scaled gradient allocated now.
     var savedBytes: Int {
         var seen = Set<ObjectIdentifier>(), total = 0
         for s in slots.values where seen.insert(ObjectIdentifier(s.product)).inserted { total += s.product.count * 4 }
         return total + scaledGradient.count * 4
+    }
+
+    /// Bytes `reserve(rows:everyLayer:)` allocates for `targets` of `model`: the saved products and the scaled
+    /// gradient (what DoRA keeps beyond LoRA), for memory estimates before anything is allocated.
+    static func savedBytes(model: LlamaModel, targets: [TensorNames.Projection], rows: Int, everyLayer: Bool) -> Double {
+        var perLayer = 0, widest: [TensorNames.Projection: Int] = [:]
+        for layer in model.layers {
+            for p in targets {
+                guard let w = layer.projections[p] else { continue }
+                perLayer += w.rows
+                widest[p] = max(widest[p] ?? 0, w.rows)
+            }
+        }
+        let products = everyLayer ? perLayer : widest.values.reduce(0, +)
+        return 4 * Double(rows) * Double(products + (widest.values.max() ?? 0))
     }
 
     /// 1 / ‖W + s·B·A‖ per row of `slot` into its inverseNorm, from P = A · Wᵀ in `aTimesW`.
@@ -136,7 +163,7 @@ final class DoRAMagnitudes {
     /// The choke point's scale for `key`: norms recomputed if the parameters changed since they were taken.
     func outputScale(_ key: Int, weight: FrozenMatrix, rows: Int, scratch: ProductScratch) -> FrozenOutputScale {
         let slot = slots[key]!
-        precondition(rows <= maxRows, "DoRA holds \(maxRows) rows, asked for \(rows)")
+        precondition(rows <= reservedRows, "DoRA holds \(reservedRows) rows, asked for \(rows)")
         if slot.normsVersion != arena.version {
             if productScratch?.sharesWeights(with: scratch) != true {
                 productScratch = scratch.sharingWeights(inputElements: rank * maxIn)
@@ -163,7 +190,7 @@ final class DoRAMagnitudes {
     func backward(_ key: Int, dy: UnsafePointer<Float>, rows: Int) -> UnsafePointer<Float> {
         let slot = slots[key]!
         precondition(savesEveryLayer || filledBy[slot.projection] == slot.layer,
-                     "DoRA's saved \(slot.projection) product is shared across layers and holds layer \(filledBy[slot.projection] ?? -1)'s, not \(slot.layer)'s: an adapter for a workspace without recompute needs savesEveryLayer")
+                     "DoRA's saved \(slot.projection) product is shared across layers and holds layer \(filledBy[slot.projection] ?? -1)'s, not \(slot.layer)'s: a workspace without recompute must keep every layer (reserve(for:))")
         let out = slot.outFeatures
         columnSums.zero()
         Vector.accumulateColumnDots(dy, slot.product.pointer, rows: rows, cols: out, into: columnSums.pointer)

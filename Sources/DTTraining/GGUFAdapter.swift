@@ -3,6 +3,7 @@
 //   <base tensor name>.lora_a  ggml [in, r]   = PEFT lora_A (r, in), bytes unchanged
 //   <base tensor name>.lora_b  ggml [r, out]  = PEFT lora_B (out, r), rows in the base GGUF's order: for the
 //                                               llama architecture q/k rows permuted as the base's are
+// A fused base tensor (Phi-3's attn_qkv, ffn_up of gate + up) has one adapter, as PEFT's qkv_proj / gate_up_proj.
 // llama.cpp scales by alpha / r with r read from lora_b (alpha 0 means scale 1), so an rsLoRA adapter
 // (s = α / √r) is written with alpha = α·√r; reading gives α = alpha, no rsLoRA, the same s. DoRA adapters are
 // refused (llama.cpp has no magnitude vectors); `dtrain merge` folds them into the base instead.
@@ -33,16 +34,16 @@ extension LoRAWeights {
             guard let d = v.double, d.isFinite, d >= 0 else { throw FormatError.key(path, "adapter.lora.alpha", "expected a finite number ≥ 0") }
             alpha = Float(d)
         }
-        var where_: [String: (Int, TensorNames.Projection)] = [:]
+        var where_: [String: (Int, [TensorNames.Projection])] = [:]
         for l in 0..<config.layers {
-            for p in TensorNames.Projection.allCases { where_[TensorNames.gguf(TensorNames.projection(l, p))!] = (l, p) }
+            for parts in config.adapterModules { where_[TensorNames.gguf(TensorNames.moduleWeight(l, parts))!] = (l, parts) }
         }
         var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:]
         var rank: Int?
         for info in g.tensors {
             let isA = info.name.hasSuffix(".lora_a"), isB = info.name.hasSuffix(".lora_b")
             let base = String(info.name.dropLast(isA || isB ? 7 : 0))
-            guard isA || isB, let (layer, p) = where_[base] else {
+            guard isA || isB, let (layer, parts) = where_[base] else {
                 throw FormatError.key(path, info.name, isA || isB
                     ? "LoRA on '\(base)' is not supported (dtrain adapts the seven attention and MLP projections of \(config.layers) layers)"
                     : "expected only <tensor>.lora_a / <tensor>.lora_b tensors in a LoRA adapter")
@@ -50,7 +51,7 @@ extension LoRAWeights {
             guard info.type.canDequantize else {
                 throw FormatError.key(path, info.name, "tensor type \(info.type.name) is not supported (expected F32, F16, BF16 or Q8_0)")
             }
-            let (out, inF) = config.projectionShape(p)
+            let outs = parts.map { config.projectionShape($0).out }, out = outs.reduce(0, +), inF = config.projectionShape(parts[0]).in
             guard info.dims.count == 2 else { throw FormatError.key(path, info.name, "expected 2 dimensions, found \(info.dims)") }
             let r = isA ? info.dims[1] : info.dims[0]
             let expected = isA ? [inF, r] : [r, out]
@@ -64,26 +65,31 @@ extension LoRAWeights {
             var values = [Float](repeating: 0, count: info.elementCount)
             values.withUnsafeMutableBufferPointer { Dequantize.run(info.type, g.data(of: info).baseAddress!, $0.baseAddress!, count: info.elementCount) }
             try FormatError.requireFinite(values, file: path, key: info.name)
-            let k = LoRAAdapter.key(layer, p)
-            if isA { a[k] = values } else {
-                if let heads = config.ggufPermutedHeads(p) { values = LlamaCppRowOrder.reorder(values, rows: out, cols: r, heads: heads, toStored: false) }
-                b[k] = values
+            var start = 0
+            for (p, rows) in zip(parts, outs) {   // a fused module's parts share A and take their rows of B
+                let k = LoRAAdapter.key(layer, p)
+                if isA { a[k] = values } else {
+                    var part = Array(values[(start * r)..<((start + rows) * r)])
+                    if let heads = config.ggufPermutedHeads(p) { part = LlamaCppRowOrder.reorder(part, rows: rows, cols: r, heads: heads, toStored: false) }
+                    b[k] = part
+                }
+                start += rows
             }
         }
         guard let rank else { throw FormatError(file: path, location: "", "the adapter has no LoRA tensors") }
         let targets = TensorNames.Projection.allCases.filter { p in a[LoRAAdapter.key(0, p)] != nil || b[LoRAAdapter.key(0, p)] != nil }
         var pairs: [Int: Pair] = [:]
         for l in 0..<config.layers {
-            for p in TensorNames.Projection.allCases {
-                let k = LoRAAdapter.key(l, p)
-                let name = TensorNames.gguf(TensorNames.projection(l, p))!
+            for parts in config.adapterModules {
+                let p = parts[0], k = LoRAAdapter.key(l, p)
+                let name = TensorNames.gguf(TensorNames.moduleWeight(l, parts))!
                 switch (a[k], b[k], targets.contains(p)) {
-                case (let av?, let bv?, true): pairs[k] = Pair(a: av, b: bv)
+                case (_?, _?, true): for part in parts { pairs[LoRAAdapter.key(l, part)] = Pair(a: a[LoRAAdapter.key(l, part)]!, b: b[LoRAAdapter.key(l, part)]!) }
                 case (nil, nil, false): break
                 case (_, _, true):
-                    throw FormatError.key(path, name + (a[k] == nil ? ".lora_a" : ".lora_b"), "missing: layer 0 adapts \(p.ggufName), so every layer must (and needs both lora_a and lora_b)")
+                    throw FormatError.key(path, name + (a[k] == nil ? ".lora_a" : ".lora_b"), "missing: layer 0 adapts \(String(name.split(separator: ".")[2])), so every layer must (and needs both lora_a and lora_b)")
                 default:
-                    throw FormatError.key(path, name + (a[k] != nil ? ".lora_a" : ".lora_b"), "layer \(l) adapts \(p.ggufName) but layer 0 does not (per-layer targets are not supported)")
+                    throw FormatError.key(path, name + (a[k] != nil ? ".lora_a" : ".lora_b"), "layer \(l) adapts \(String(name.split(separator: ".")[2])) but layer 0 does not (per-layer targets are not supported)")
                 }
             }
         }
@@ -99,7 +105,7 @@ extension LoRAWeights {
     /// Refuses a DoRA adapter, which llama.cpp cannot apply (no magnitude vectors): it is merged instead.
     public func requireLlamaCppCompatible() throws {
         guard options.useDoRA else { return }
-        throw CommandLineError("\(source) is a DoRA adapter (use_dora): llama.cpp has no DoRA, so it cannot be written as a GGUF adapter; fold it into the base instead with `dtrain merge --adapter \(source) --format gguf -o merged.gguf`")
+        throw CommandError("\(source) is a DoRA adapter (use_dora): llama.cpp has no DoRA, so it cannot be written as a GGUF adapter; fold it into the base instead with `dtrain merge --adapter \(source) --format gguf -o merged.gguf`")
     }
 
     /// Tensor types a GGUF adapter can be written in.
@@ -123,21 +129,18 @@ extension LoRAWeights {
         var specs: [GGUFTensorSpec] = []
         var payload: [[Float]] = []
         var fellBack: [String] = []
-        for l in 0..<config.layers {
-            for p in options.targets {
-                guard let pair = pair(l, p) else { continue }
-                let (out, inF) = config.projectionShape(p)
-                let name = TensorNames.gguf(TensorNames.projection(l, p))!
-                var bStored = pair.b
-                if let heads = config.ggufPermutedHeads(p) {
-                    bStored = LlamaCppRowOrder.reorder(pair.b, rows: out, cols: options.rank, heads: heads, toStored: true)
-                }
-                for (suffix, dims, values) in [(".lora_a", [inF, options.rank], pair.a), (".lora_b", [options.rank, out], bStored)] {
-                    var type = outType
-                    if dims[0] % type.blockSize != 0 { type = .f16; fellBack.append(name + suffix) }
-                    specs.append(GGUFTensorSpec(name: name + suffix, dims: dims, type: type))
-                    payload.append(values)
-                }
+        for module in modules(config: config) {
+            let p = module.parts[0], out = module.b.count / options.rank, inF = module.a.count / options.rank
+            let name = TensorNames.gguf(TensorNames.moduleWeight(module.layer, module.parts))!
+            var bStored = module.b
+            if let heads = config.ggufPermutedHeads(p) {   // never a fused module: those are not permuted
+                bStored = LlamaCppRowOrder.reorder(module.b, rows: out, cols: options.rank, heads: heads, toStored: true)
+            }
+            for (suffix, dims, values) in [(".lora_a", [inF, options.rank], module.a), (".lora_b", [options.rank, out], bStored)] {
+                var type = outType
+                if dims[0] % type.blockSize != 0 { type = .f16; fellBack.append(name + suffix) }
+                specs.append(GGUFTensorSpec(name: name + suffix, dims: dims, type: type))
+                payload.append(values)
             }
         }
         let writer = try GGUFWriter(path: path, metadata: metadata, tensors: specs, overwrite: overwrite)

@@ -29,15 +29,31 @@ public struct LoRAWeights {
         self.source = source
         for l in 0..<layers {
             for p in adapter.options.targets {
-                pairs[LoRAAdapter.key(l, p)] = Pair(a: adapter.arena.array(LoRAAdapter.tensorName(l, p, "A")),
-                                                    b: adapter.arena.array(LoRAAdapter.tensorName(l, p, "B")))
-                if options.useDoRA { magnitudes[LoRAAdapter.key(l, p)] = adapter.arena.array(LoRAAdapter.magnitudeName(l, p)) }
+                guard let t = adapter.tensors(l, p) else { continue }
+                pairs[LoRAAdapter.key(l, p)] = Pair(a: t.a, b: t.b)
+                if let m = t.magnitude { magnitudes[LoRAAdapter.key(l, p)] = m }
             }
         }
     }
 
     init(options: LoRAOptions, pairs: [Int: Pair], magnitudes: [Int: [Float]] = [:], source: String) {
         self.options = options; self.pairs = pairs; self.magnitudes = magnitudes; self.source = source
+    }
+
+    /// The adapted modules as files name them (LlamaConfig.adapterModules): per layer, a projection, or a fused
+    /// tensor's parts (Phi-3), which share A and stack their B rows and DoRA magnitudes in part order.
+    func modules(config: LlamaConfig) -> [(layer: Int, parts: [TensorNames.Projection], a: [Float], b: [Float], magnitude: [Float]?)] {
+        var out: [(layer: Int, parts: [TensorNames.Projection], a: [Float], b: [Float], magnitude: [Float]?)] = []
+        for l in 0..<config.layers {
+            for parts in config.adapterModules {
+                let present = parts.compactMap { pair(l, $0) }
+                guard !present.isEmpty else { continue }
+                precondition(present.count == parts.count, "a fused module's parts are adapted together")
+                let m = parts.compactMap { magnitudes[LoRAAdapter.key(l, $0)] }
+                out.append((l, parts, present[0].a, present.flatMap(\.b), m.count == parts.count ? m.flatMap { $0 } : nil))
+            }
+        }
+        return out
     }
 
     /// Reads a PEFT LoRA directory or a GGUF LoRA adapter file, checked against `config`.
@@ -59,6 +75,7 @@ public struct LoRAWeights {
     /// `lora_magnitude_vector` (out), or `….lora_magnitude_vector.weight` as the model names it).
     public static func readPEFT(_ dir: String, config: LlamaConfig) throws -> LoRAWeights {
         let options = try PEFTFormat.readLoRAOptions(dir)
+        let fused = config.architecture.fusedProjections
         let path = (dir as NSString).appendingPathComponent("adapter_model.safetensors")
         let file = try SafetensorsFile(path: path)
         var a: [Int: [Float]] = [:], b: [Int: [Float]] = [:], m: [Int: [Float]] = [:]
@@ -67,29 +84,35 @@ public struct LoRAWeights {
         let tensors = file.tensors.sorted { $0.key < $1.key }
         for (rawName, _) in tensors {
             let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
-            if let (layer, _, _) = parsePEFTName(name), layer >= config.layers {
+            if let (layer, _, _) = parsePEFTName(name, fused: fused), layer >= config.layers {
                 throw FormatError.key(path, rawName, "layer \(layer), but the base model has \(config.layers) layers (an adapter for another model?)")
             }
         }
         for (rawName, tensor) in tensors {
             let name = rawName.replacingOccurrences(of: ".default.weight", with: ".weight")
-            guard let (layer, p, which) = parsePEFTName(name), options.targets.contains(p) else {
-                throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A")))")
+            guard let (layer, parts, which) = parsePEFTName(name, fused: fused), parts.allSatisfy(options.targets.contains) else {
+                throw FormatError.key(path, rawName, "not a LoRA tensor of this model and adapter_config (expected names like \(LoRAAdapter.tensorName(0, options.targets[0], "A", fused: fused)))")
             }
             if which == "m" && !options.useDoRA {
                 throw FormatError.key(path, rawName, "a DoRA magnitude vector, but adapter_config.json has use_dora false")
             }
-            let (out, inF) = config.projectionShape(p)
+            // A fused module (Phi-3's qkv_proj) is its parts' rows one after another, sharing A.
+            let outs = parts.map { config.projectionShape($0).out }, out = outs.reduce(0, +), inF = config.projectionShape(parts[0]).in
             let expected = which == "A" ? [options.rank, inF] : which == "B" ? [out, options.rank] : [out]
             guard tensor.shape == expected else {
-                throw FormatError.key(path, rawName, "expected shape \(expected)\(which == "m" ? " (one magnitude per output feature of \(p.rawValue))" : ""), found \(tensor.shape)")
+                throw FormatError.key(path, rawName, "expected shape \(expected)\(which == "m" ? " (one magnitude per output feature of \(parts.map(\.rawValue).joined(separator: " + ")))" : ""), found \(tensor.shape)")
             }
             let values = try file.floats(rawName)
             try FormatError.requireFinite(values, file: path, key: rawName)
-            switch which {
-            case "A": a[LoRAAdapter.key(layer, p)] = values
-            case "B": b[LoRAAdapter.key(layer, p)] = values
-            default: m[LoRAAdapter.key(layer, p)] = values
+            var start = 0
+            for (p, rows) in zip(parts, outs) {
+                let width = which == "B" ? options.rank : 1
+                switch which {
+                case "A": a[LoRAAdapter.key(layer, p)] = values
+                case "B": b[LoRAAdapter.key(layer, p)] = Array(values[(start * width)..<((start + rows) * width)])
+                default: m[LoRAAdapter.key(layer, p)] = Array(values[start..<(start + rows)])
+                }
+                start += rows
             }
         }
         var pairs: [Int: Pair] = [:]
@@ -97,38 +120,42 @@ public struct LoRAWeights {
             for p in options.targets {
                 let k = LoRAAdapter.key(l, p)
                 guard let av = a[k], let bv = b[k] else {
-                    throw FormatError.key(path, LoRAAdapter.tensorName(l, p, a[k] == nil ? "A" : "B"), "missing tensor (adapter_config.json lists its module)")
+                    throw FormatError.key(path, LoRAAdapter.tensorName(l, p, a[k] == nil ? "A" : "B", fused: fused), "missing tensor (adapter_config.json lists its module)")
                 }
                 pairs[k] = Pair(a: av, b: bv)
                 if options.useDoRA && m[k] == nil {
-                    throw FormatError.key(path, LoRAAdapter.magnitudeName(l, p), "missing tensor (adapter_config.json has use_dora true)")
+                    throw FormatError.key(path, LoRAAdapter.magnitudeName(l, p, fused: fused), "missing tensor (adapter_config.json has use_dora true)")
                 }
             }
         }
         return LoRAWeights(options: options, pairs: pairs, magnitudes: m, source: dir)
     }
 
-    /// (layer, projection, "A"|"B"|"m") of `base_model.model.model.layers.N.<module>.lora_X.weight` or
-    /// `….<module>.lora_magnitude_vector[.weight]` (DoRA's m).
-    static func parsePEFTName(_ name: String) -> (Int, TensorNames.Projection, String)? {
+    /// (layer, the module's projections, "A"|"B"|"m") of `base_model.model.model.layers.N.<module>.lora_X.weight` or
+    /// `….<module>.lora_magnitude_vector[.weight]` (DoRA's m). With `fused` (Phi-3) q/k/v and gate/up are only
+    /// reached through their fused modules (`qkv_proj`, `gate_up_proj`), as PEFT names them on such a model.
+    static func parsePEFTName(_ name: String, fused: Bool = false) -> (Int, [TensorNames.Projection], String)? {
         let prefix = "base_model.model.model.layers."
         guard name.hasPrefix(prefix) else { return nil }
         var rest = name.dropFirst(prefix.count).split(separator: ".").map(String.init)
         if rest.count == 4 && rest[3] == "lora_magnitude_vector" { rest.append("weight") }
         guard rest.count == 5, let layer = Int(rest[0]), rest[4] == "weight",
               let which = ["lora_A": "A", "lora_B": "B", "lora_magnitude_vector": "m"][rest[3]] else { return nil }
-        guard let p = TensorNames.Projection.allCases.first(where: { $0.modulePath == "\(rest[1]).\(rest[2])" }) else { return nil }
-        return (layer, p, which)
+        let path = "\(rest[1]).\(rest[2])"
+        if fused, let m = TensorNames.FusedModule.allCases.first(where: { $0.modulePath == path }) { return (layer, m.parts, which) }
+        guard let p = TensorNames.Projection.allCases.first(where: { $0.modulePath == path }),
+              !fused || TensorNames.FusedModule.of(p) == nil else { return nil }
+        return (layer, [p], which)
     }
 
     /// The weights as a LoRA adapter on `model` (for eval, generate, or to continue training with `dropout`).
     /// `useDoRA` makes plain LoRA weights a DoRA adapter whose magnitudes start at ‖W + s·B·A‖ (the model is
-    /// unchanged by it); `savesEveryLayer`: see LoRAAdapter.init.
-    public func adapter(model: LlamaModel, maxRows: Int, dropout: Float = 0, useDoRA: Bool = false, savesEveryLayer: Bool = false) -> LoRAAdapter {
+    /// unchanged by it).
+    public func adapter(model: LlamaModel, dropout: Float = 0, useDoRA: Bool = false) -> LoRAAdapter {
         var o = options
         o.dropout = dropout
         o.useDoRA = options.useDoRA || useDoRA
-        return LoRAAdapter(model: model, options: o, maxRows: maxRows, seed: 0, initial: self, savesEveryLayer: savesEveryLayer)
+        return LoRAAdapter(model: model, options: o, seed: 0, initial: self)
     }
 
     /// ΔW (out, in) = s · B · A of one projection in HF row order, or nil when the adapter does not target it.

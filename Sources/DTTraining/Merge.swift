@@ -40,13 +40,32 @@ public struct MergeReport {
 }
 
 public enum ModelMerge {
-    /// (layer, projection) of each targeted projection's HF weight name.
-    static func targets(_ weights: LoRAWeights, config: LlamaConfig) -> [String: (Int, TensorNames.Projection)] {
-        var out: [String: (Int, TensorNames.Projection)] = [:]
+    /// (layer, projections) of each adapted module's HF weight name: a projection, or a fused tensor (Phi-3).
+    static func targets(_ weights: LoRAWeights, config: LlamaConfig) -> [String: (Int, [TensorNames.Projection])] {
+        var out: [String: (Int, [TensorNames.Projection])] = [:]
         for l in 0..<config.layers {
-            for p in TensorNames.Projection.allCases where weights.pair(l, p) != nil { out[TensorNames.projection(l, p)] = (l, p) }
+            for parts in config.adapterModules where parts.contains(where: { weights.pair(l, $0) != nil }) {
+                out[TensorNames.moduleWeight(l, parts)] = (l, parts)
+            }
         }
         return out
+    }
+
+    /// `fold` of each part of a module into `values`, the module's stored tensor (a fused tensor holds its parts'
+    /// rows one after another); `permuted`: rows are in the GGUF's order (llama.cpp's Q/K permutation).
+    static func foldModule(_ values: inout [Float], layer: Int, parts: [TensorNames.Projection], weights: LoRAWeights,
+                           config: LlamaConfig, permuted: Bool, file: String, name: String) throws {
+        var start = 0
+        for p in parts {
+            let (rows, cols) = config.projectionShape(p)
+            defer { start += rows }
+            guard let delta = weights.delta(layer, p, config: config) else { continue }
+            let range = (start * cols)..<((start + rows) * cols)
+            var part = Array(values[range])
+            try fold(&part, delta: delta, magnitude: weights.magnitudes[LoRAAdapter.key(layer, p)],
+                     permutedHeads: permuted ? config.ggufPermutedHeads(p) : nil, rows: rows, cols: cols, file: file, name: name)
+            values.replaceSubrange(range, with: part)
+        }
     }
 
     /// fp32 values of a stored tensor in its stored row order.
@@ -95,9 +114,9 @@ public enum ModelMerge {
             throw FormatError(file: base.path, location: "", "GGUF output needs a GGUF base (this is a Hugging Face directory): convert the base with llama.cpp's convert_hf_to_gguf.py, or merge with --format hf")
         }
         let config = base.config
-        var byGGUF: [String: (Int, TensorNames.Projection)] = [:]
+        var byGGUF: [String: (Int, [TensorNames.Projection])] = [:]
         for (hf, lp) in targets(weights, config: config) { byGGUF[TensorNames.gguf(hf)!] = lp }
-        enum Action { case copy, convert, merge(Int, TensorNames.Projection) }
+        enum Action { case copy, convert, merge(Int, [TensorNames.Projection]) }
         var report = MergeReport()
         var plan: [(GGUFTensorInfo, GGUFTensorSpec, Action)] = []
         for info in g.tensors {
@@ -136,12 +155,10 @@ public enum ModelMerge {
                 let values = try dequantized(info.type, g.data(of: info).baseAddress!, count: info.elementCount, file: g.path, name: info.name)
                 try encoded(values, as: spec.type).withUnsafeBytes { try writer.writeTensor(info.name, $0) }
                 report.converted += 1
-            case .merge(let l, let p):
+            case .merge(let l, let parts):
                 let original = try dequantized(info.type, g.data(of: info).baseAddress!, count: info.elementCount, file: g.path, name: info.name)
                 var values = original
-                let (rows, cols) = config.projectionShape(p)
-                try fold(&values, delta: weights.delta(l, p, config: config)!, magnitude: weights.magnitudes[LoRAAdapter.key(l, p)],
-                         permutedHeads: config.ggufPermutedHeads(p), rows: rows, cols: cols, file: g.path, name: info.name)
+                try foldModule(&values, layer: l, parts: parts, weights: weights, config: config, permuted: true, file: g.path, name: info.name)
                 let bytes = encoded(values, as: spec.type)
                 let decoded = try bytes.withUnsafeBytes { try dequantized(spec.type, $0.baseAddress!, count: values.count, file: path, name: info.name) }
                 for i in values.indices {

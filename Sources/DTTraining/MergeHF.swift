@@ -18,7 +18,9 @@ extension ModelMerge {
         for l in 0..<config.layers {
             hf += [TensorNames.attentionNorm(l), TensorNames.mlpNorm(l)]
             if config.architecture.qkNorm { hf += [TensorNames.queryNorm(l), TensorNames.keyNorm(l)] }
-            for p in TensorNames.Projection.allCases { hf += [TensorNames.projection(l, p), TensorNames.projection(l, p, bias: true)] }
+            for parts in config.adapterModules {   // a fused tensor (Phi-3) under its own name
+                hf += [TensorNames.moduleWeight(l, parts)] + (parts.count == 1 ? [TensorNames.projection(l, parts[0], bias: true)] : [])
+            }
         }
         return Dictionary(uniqueKeysWithValues: hf.map { (TensorNames.gguf($0)!, $0) })
     }
@@ -66,7 +68,7 @@ extension ModelMerge {
         case .f16: dtypeOf = { _ in .f16 }
         case .bf16: dtypeOf = { _ in .bf16 }
         case .same: dtypeOf = { t in t == .f16 ? .f16 : t == .bf16 ? .bf16 : .f32 }
-        default: throw CommandLineError("--outtype \(outType.rawValue) is a GGUF block type; an HF directory takes f32, f16, bf16 or same")
+        default: throw CommandError("--outtype \(outType.rawValue) is a GGUF block type; an HF directory takes f32, f16, bf16 or same")
         }
         let tensors = try hfTensors(base)
         let plan = tensors.map { HFDirectoryWriter.TensorPlan(name: $0.name, dtype: dtypeOf($0.raw.type), shape: $0.raw.shape) }
@@ -80,10 +82,8 @@ extension ModelMerge {
                                     sideFiles: try sideFiles(base: base, torchDtype: torchDtype)) { i in
             let (name, raw) = tensors[i]
             var values = try hfValues(name, raw)
-            if let (l, p) = byName[name] {
-                let cols = raw.shape.count == 2 ? raw.shape[1] : 1
-                try fold(&values, delta: weights.delta(l, p, config: config)!, magnitude: weights.magnitudes[LoRAAdapter.key(l, p)],
-                         permutedHeads: nil, rows: raw.shape[0], cols: cols, file: raw.file, name: name)
+            if let (l, parts) = byName[name] {
+                try foldModule(&values, layer: l, parts: parts, weights: weights, config: config, permuted: false, file: raw.file, name: name)
                 report.merged += 1
             } else if plan[i].dtype.ggmlType == raw.type {
                 report.copied += 1

@@ -7,11 +7,18 @@ import DTModel
 import Foundation
 
 public enum PEFTFormat {
-    public static func loraConfigJSON(_ o: LoRAOptions, baseModel: String) throws -> Data {
+    /// adapter_config.json; `fused`: the model stores fused projections (Phi-3), so q/k/v and gate/up are the
+    /// modules `qkv_proj` and `gate_up_proj`, as PEFT names them there.
+    public static func loraConfigJSON(_ o: LoRAOptions, baseModel: String, fused: Bool = false) throws -> Data {
+        var modules: [String] = []
+        for p in o.targets {
+            let name = fused ? TensorNames.FusedModule.of(p)?.rawValue ?? p.rawValue : p.rawValue
+            if !modules.contains(name) { modules.append(name) }
+        }
         let config: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
             "r": o.rank, "lora_alpha": Double(o.alpha), "lora_dropout": Double(o.dropout),
-            "target_modules": o.targets.map(\.rawValue), "bias": "none", "use_rslora": o.rsLoRA, "use_dora": o.useDoRA,
+            "target_modules": modules, "bias": "none", "use_rslora": o.rsLoRA, "use_dora": o.useDoRA,
             "fan_in_fan_out": false, "modules_to_save": NSNull(), "inference_mode": true, "init_lora_weights": true,
             "layers_to_transform": NSNull(), "layers_pattern": NSNull(), "rank_pattern": [String: Any](),
             "alpha_pattern": [String: Any](), "revision": NSNull(),
@@ -26,24 +33,23 @@ public enum PEFTFormat {
     }
 
     public static func loraFiles(_ adapter: LoRAAdapter, baseModel: String) throws -> [(String, Data)] {
-        [("adapter_config.json", try loraConfigJSON(adapter.options, baseModel: baseModel)),
+        [("adapter_config.json", try loraConfigJSON(adapter.options, baseModel: baseModel, fused: adapter.fused)),
          ("adapter_model.safetensors", tensors(adapter.arena))]
     }
 
     /// PEFT files of model-independent LoRA weights (e.g. read from a GGUF adapter).
-    public static func loraFiles(_ weights: LoRAWeights, layers: Int, baseModel: String) throws -> [(String, Data)] {
+    public static func loraFiles(_ weights: LoRAWeights, config: LlamaConfig, baseModel: String) throws -> [(String, Data)] {
         var entries: [SafetensorsWriter.Entry] = []
-        for l in 0..<layers {
-            for p in weights.options.targets {
-                guard let pair = weights.pair(l, p) else { continue }
-                entries.append(.init(name: LoRAAdapter.tensorName(l, p, "A"), shape: [weights.options.rank, pair.a.count / weights.options.rank], values: pair.a))
-                entries.append(.init(name: LoRAAdapter.tensorName(l, p, "B"), shape: [pair.b.count / weights.options.rank, weights.options.rank], values: pair.b))
-                if let m = weights.magnitudes[LoRAAdapter.key(l, p)] {
-                    entries.append(.init(name: LoRAAdapter.magnitudeName(l, p), shape: [m.count], values: m))
-                }
+        let fused = config.architecture.fusedProjections, r = weights.options.rank
+        for module in weights.modules(config: config) {
+            let (l, p) = (module.layer, module.parts[0])
+            entries.append(.init(name: LoRAAdapter.tensorName(l, p, "A", fused: fused), shape: [r, module.a.count / r], values: module.a))
+            entries.append(.init(name: LoRAAdapter.tensorName(l, p, "B", fused: fused), shape: [module.b.count / r, r], values: module.b))
+            if let m = module.magnitude {
+                entries.append(.init(name: LoRAAdapter.magnitudeName(l, p, fused: fused), shape: [m.count], values: m))
             }
         }
-        return [("adapter_config.json", try loraConfigJSON(weights.options, baseModel: baseModel)),
+        return [("adapter_config.json", try loraConfigJSON(weights.options, baseModel: baseModel, fused: fused)),
                 ("adapter_model.safetensors", SafetensorsWriter.encode(entries, metadata: ["format": "pt"]))]
     }
 
@@ -91,18 +97,19 @@ public enum PEFTFormat {
         let names: [String]
         if json.object["target_modules"] is String { throw FormatError.key(path, "target_modules", "expected a list of module names (a pattern string is not supported)") }
         names = try json.strings("target_modules") ?? ["q_proj", "v_proj"]
-        o.targets = try names.map { n in
+        o.targets = try names.flatMap { n in
+            if let m = TensorNames.FusedModule(rawValue: n) { return m.parts }   // Phi-3's fused modules
             guard let p = TensorNames.Projection(rawValue: n) else {
-                throw FormatError.key(path, "target_modules", "unsupported module '\(n)' (expected q_proj … down_proj)")
+                throw FormatError.key(path, "target_modules", "unsupported module '\(n)' (expected q_proj … down_proj, or qkv_proj / gate_up_proj)")
             }
-            return p
-        }
+            return [p]
+        }.reduce(into: []) { kept, p in if !kept.contains(p) { kept.append(p) } }
         guard !o.targets.isEmpty else { throw FormatError.key(path, "target_modules", "expected at least one module") }
         return o
     }
 
     /// Loads a PEFT LoRA directory onto `model`: every tensor must be a known LoRA tensor of the right shape.
-    public static func loadLoRA(_ dir: String, model: LlamaModel, maxRows: Int) throws -> LoRAAdapter {
-        try LoRAWeights.readPEFT(dir, config: model.config).adapter(model: model, maxRows: maxRows)
+    public static func loadLoRA(_ dir: String, model: LlamaModel) throws -> LoRAAdapter {
+        try LoRAWeights.readPEFT(dir, config: model.config).adapter(model: model)
     }
 }

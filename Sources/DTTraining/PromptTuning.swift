@@ -1,5 +1,5 @@
-// Prompt tuning (Lester et al. 2021) as PEFT does it: V virtual token embeddings prepended at the input
-// embeddings; they count as positions and get no labels. Only `prompt_embeddings [V, C]` is trained —
+// Prompt tuning (Lester et al. 2021) as PEFT does it: num_virtual_tokens embeddings prepended at the input
+// embeddings; they count as positions and get no labels. Only `prompt_embeddings [virtual tokens, C]` is trained —
 // the gradient stops at the input embeddings.
 import DTFormats
 import DTKernels
@@ -29,7 +29,7 @@ public final class PromptTuningAdapter: TrainableAdapter {
         entry = arena.entry("prompt_embeddings")!
     }
 
-    /// Initialises as PEFT: TEXT = embeddings of the tokenized text repeated/cut to V; SAMPLE_VOCAB = rows
+    /// Initialises as PEFT: TEXT = embeddings of the tokenized text repeated/cut to the number of virtual tokens; SAMPLE_VOCAB = rows
     /// of random vocabulary ids; RANDOM = N(0, 1) (torch.nn.Embedding's default).
     public func initialise(_ method: PromptInit, text: String, model: LlamaModel, tokenizer: Tokenizer, seed: UInt64) throws {
         initMethod = method; initText = text
@@ -38,7 +38,7 @@ public final class PromptTuningAdapter: TrainableAdapter {
         switch method {
         case .text:
             var ids = tokenizer.encode(text)
-            guard !ids.isEmpty else { throw CommandLineError("prompt_init_text is empty: TEXT initialisation needs some text") }
+            guard !ids.isEmpty else { throw CommandError("prompt_init_text is empty: TEXT initialisation needs some text") }
             while ids.count < virtualTokens { ids += ids }
             model.embedding.lookup(Array(ids.prefix(virtualTokens)), count: virtualTokens, into: p, scratch: model.makeProductScratch(rows: 0))
         case .sampleVocab:
@@ -102,9 +102,4 @@ public final class PromptTuningAdapter: TrainableAdapter {
         adapter.initText = (json.object["prompt_tuning_init_text"] as? String) ?? ""
         return adapter
     }
-}
-
-public struct CommandLineError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
 }

@@ -20,6 +20,9 @@ public enum NF4Export {
 
     public static func toHF(base: ModelSource, dir: String, overwrite: Bool, maxShardBytes: Int) throws -> Report {
         let c = base.config
+        guard !c.architecture.fusedProjections else {   // bitsandbytes quantizes a fused tensor whole; reading a part of one is not built
+            throw CommandError("dtrain quantize does not write \(c.architecture.name)'s fused projections (qkv_proj, gate_up_proj) yet; train with --quant nf4 instead, which quantizes the base while loading")
+        }
         let tensors = try ModelMerge.hfTensors(base)
         var projections = Set<String>()
         for l in 0..<c.layers { for p in TensorNames.Projection.allCases { projections.insert(TensorNames.projection(l, p)) } }

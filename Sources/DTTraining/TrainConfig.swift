@@ -114,7 +114,7 @@ public struct TrainConfig: Equatable, Sendable {
             .string(\.resume, "resume", valueName: "never|auto|checkpoint",
                     help: "never, auto (newest complete checkpoint in output if any) or a checkpoint directory"),
             .int(\.threads, "threads", 0...4096, help: "BLAS threads per rank (0: automatic)"),
-            .int(\.numVirtualTokens, "num_virtual_tokens", 1...(1 << 16), .mustMatch, help: "prompt tuning: virtual tokens V"),
+            .int(\.numVirtualTokens, "num_virtual_tokens", 1...(1 << 16), .mustMatch, help: "prompt tuning: virtual tokens"),
             .choice(\.promptInit, "prompt_init", help: "prompt tuning: initialisation from a text, sampled vocabulary rows or random"),
             .string(\.promptInitText, "prompt_init_text", valueName: "text", help: "prompt tuning: text for TEXT initialisation"),
             .int(\.probeLayer, "probe_layer", -1...(1 << 16), help: "probe: features after this many layers (-1: final norm output)"),

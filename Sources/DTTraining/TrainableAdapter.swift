@@ -25,11 +25,11 @@ extension LoRAAdapter: TrainableAdapter {
 public enum AdapterLoader {
     /// Loads a PEFT adapter directory of any supported type (LORA, PROMPT_TUNING) or a llama.cpp GGUF LoRA
     /// adapter onto `model`.
-    public static func load(_ dir: String, model: LlamaModel, maxRows: Int) throws -> TrainableAdapter {
-        if LoRAWeights.isGGUFFile(dir) { return try LoRAWeights.readGGUF(dir, config: model.config).adapter(model: model, maxRows: maxRows) }
+    public static func load(_ dir: String, model: LlamaModel) throws -> TrainableAdapter {
+        if LoRAWeights.isGGUFFile(dir) { return try LoRAWeights.readGGUF(dir, config: model.config).adapter(model: model) }
         switch try PEFTFormat.peftType(dir) {
         case "PROMPT_TUNING": return try PromptTuningAdapter.load(dir, model: model)
-        default: return try PEFTFormat.loadLoRA(dir, model: model, maxRows: maxRows)
+        default: return try PEFTFormat.loadLoRA(dir, model: model)
         }
     }
 }

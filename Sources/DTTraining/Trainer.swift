@@ -58,6 +58,7 @@ public final class Trainer {
         let shape = Self.workspaceShape(config: config, train: train, valid: valid, virtualTokens: adapter.virtualTokens)
         workspace = ForwardWorkspace(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: config.recomputes))
         self.adapter = adapter
+        adapter.reserve(for: workspace)   // the adapter's row scratch, sized by this workspace (the model repeats it per pass)
         optimizer = AdamW(weightDecay: config.weightDecay)
         state = TrainerState(step: 0, samplesSeen: 0, optimizerStep: 0, worldSize: comm.size)
         totalSteps = config.maxSteps > 0 ? config.maxSteps
@@ -82,14 +83,14 @@ public final class Trainer {
     /// the number of target tokens.
     func load(_ examples: [TrainingExample], positions: [Int], training: Bool, step: Int, packed: Bool = false) -> Int {
         if packed { return loadPacked(examples, positions: positions, training: training, step: step) }
-        let V = adapter.virtualTokens
-        workspace.load(examples.map(\.tokens), padToken: padToken, reserved: V)
+        let virtual = adapter.virtualTokens
+        workspace.load(examples.map(\.tokens), padToken: padToken, reserved: virtual)
         let T = workspace.length
         var keys: [UInt64] = []
         keys.reserveCapacity(workspace.rows)
         for b in 0..<workspace.batch {
             for t in 0..<T {
-                let i = t - V
+                let i = t - virtual
                 let label = i >= 0 && i < examples[b].labels.count ? examples[b].labels[i] : ignoreLabel
                 labels[b * T + t] = label
                 keys.append(UInt64(positions[b]) << 20 | UInt64(t))
@@ -178,9 +179,9 @@ public final class Trainer {
     /// Continues from a checkpoint directory: adapter, optimizer moments and step.
     public func resume(from dir: String) throws {
         try Checkpoint.checkCompatible(dir, with: config)
-        let loaded = try AdapterLoader.load(dir, model: model, maxRows: 1)
+        let loaded = try AdapterLoader.load(dir, model: model)
         guard loaded.arena.entries == adapter.arena.entries else {
-            throw CommandLineError("\(dir): the checkpoint's adapter tensors do not match this run's adapter")
+            throw CommandError("\(dir): the checkpoint's adapter tensors do not match this run's adapter")
         }
         let saved = try Checkpoint.readState(dir)
         try saved.validate(file: (dir as NSString).appendingPathComponent("trainer_state.json"), totalSteps: totalSteps)

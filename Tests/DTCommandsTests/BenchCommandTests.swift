@@ -27,7 +27,7 @@ final class BenchCommandTests: XCTestCase {
     func testTrainAndPromptRunTheTrainersStep() throws {
         for args in [["train"], ["train", "--use-dora"], ["prompt"]] {
             let out = try bench(args + ["--profile"])
-            let label = args.contains("--use-dora") ? "train (DoRA r=8" : args[0] == "prompt" ? "train (prompt tuning, V=20)" : "train (LoRA r=8"
+            let label = args.contains("--use-dora") ? "train (DoRA r=8" : args[0] == "prompt" ? "train (prompt tuning, 20 virtual tokens)" : "train (LoRA r=8"
             XCTAssertTrue(out.contains(label), out)
             XCTAssertGreaterThan(number(after: "tokens:", in: out) ?? 0, 0, out)
             XCTAssertTrue(out.contains("fp32") || out.contains("bf16"), out)

@@ -111,6 +111,48 @@ final class FamilyTests: XCTestCase {
         try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
     }
 
+    /// Invariant: Phi-3 — q/k/v stored as one `qkv_proj` and gate/up as one `gate_up_proj`, taken apart by rows at
+    /// load (GGUF: `attn_qkv`, and `ffn_up` of 2·I rows, no Q/K permutation), sliding window 5 on 24 tokens in every
+    /// layer, untied head — gives transformers' logits from safetensors and from GGUF; cached logits equal
+    /// recomputation past the window.
+    func testPhi3MatchesTransformers() throws {
+        let f = try FamilyFixture("phi3")
+        let source = try ModelSource(path: f.model)
+        XCTAssertEqual(source.config.architecture.name, "phi3")
+        XCTAssertTrue(source.config.architecture.fusedProjections)
+        XCTAssertEqual(try source.tensor("model.layers.0.self_attn.q_proj.weight")?.shape, [64, 64], "q's rows of qkv_proj")
+        XCTAssertEqual(try source.tensor("model.layers.0.self_attn.k_proj.weight")?.shape, [32, 64], "k's rows of qkv_proj")
+        XCTAssertEqual(try source.tensor("model.layers.0.mlp.up_proj.weight")?.shape, [96, 64], "up's rows of gate_up_proj")
+        XCTAssertEqual((0..<2).map { source.config.architecture.window(layer: $0) }, [5, 5])
+        XCTAssertFalse(source.config.tiedEmbeddings)
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.model), 1e-3, "safetensors")
+        let gguf = try ModelSource(path: f.gguf).config
+        XCTAssertEqual(gguf.architecture, source.config.architecture)
+        XCTAssertLessThanOrEqual(try f.maxLogitDifference(f.gguf), 1e-3, "GGUF")
+        try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
+    }
+
+    /// Invariant: what dtrain does not build of Phi-3's relatives is refused by key, not run wrong: LongRoPE scaling
+    /// (128k-context Phi-3 / Phi-3.5), RoPE on part of each head (Phi-4-mini's partial_rotary_factor), and a fused
+    /// tensor of the wrong shape.
+    func testPhi3VariantsDtrainDoesNotBuildAreRefused() throws {
+        let f = try FamilyFixture("phi3")
+        let dir = NSTemporaryDirectory() + "/phi3-variants-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.copyItem(atPath: f.model, toPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/config.json"
+        let base = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as? [String: Any])
+        for (change, fragment) in [(["rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [1.0]]], "LongRoPE"),
+                                   (["partial_rotary_factor": 0.75], "partial_rotary_factor"),
+                                   (["intermediate_size": 80], "gate_up_proj.weight")] as [([String: Any], String)] {
+            try JSONSerialization.data(withJSONObject: base.merging(change) { $1 }).write(to: URL(fileURLWithPath: config))
+            XCTAssertThrowsError(try LlamaModel(source: ModelSource(path: dir))) { e in
+                XCTAssertTrue("\(e)".contains(fragment), "\(e)")
+            }
+        }
+    }
+
     /// Teacher-forced: 30 tokens fed through the KV cache (a chunk of 4, then one at a time, as generation
     /// does) give at every position the logits of one full forward over all of them, within 1e-4.
     func assertCachedLogitsMatchRecompute(_ model: LlamaModel, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -180,7 +222,7 @@ final class FamilyTests: XCTestCase {
         let config = dir + "/config.json"
         let base = try String(contentsOfFile: config, encoding: .utf8)
         for (type, fragment) in [("mixtral", "mixture-of-experts"), ("qwen3_moe", "mixture-of-experts"), ("gemma3", "vision tower"),
-                                 ("phi3", "qkv_proj"), ("gpt_neox", "expected one of")] {
+                                 ("phimoe", "mixture-of-experts"), ("gpt_neox", "expected one of")] {
             try base.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"\(type)\"")
                 .write(toFile: config, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try ModelSource(path: dir)) { e in

@@ -31,13 +31,13 @@ final class DoRAInteropTests: XCTestCase {
             let weights = try LoRAWeights.readPEFT(try path(name), config: m.config)
             XCTAssertTrue(weights.options.useDoRA, name)
             XCTAssertEqual(weights.magnitudes.count, weights.pairs.count, name)
-            let adapter = try AdapterLoader.load(try path(name), model: m, maxRows: want.ids.count)
+            let adapter = try AdapterLoader.load(try path(name), model: m)
             XCTAssertLessThanOrEqual(maxDiff(logits(m, want.ids, adapter: adapter), want.logits), 1e-4, "\(name): max |logit − PEFT logit|")
             XCTAssertLessThanOrEqual(maxDiff(logits(m, want.ids, adapter: nil), want.base), 1e-4, "\(name): base model")
             var plain = weights
             plain.options.useDoRA = false
             plain.magnitudes = [:]
-            XCTAssertGreaterThan(maxDiff(logits(m, want.ids, adapter: plain.adapter(model: m, maxRows: want.ids.count)), want.logits), 1e-2,
+            XCTAssertGreaterThan(maxDiff(logits(m, want.ids, adapter: plain.adapter(model: m)), want.logits), 1e-2,
                                  "\(name): DoRA must differ from LoRA with the same A and B")
         }
     }
@@ -56,12 +56,12 @@ final class DoRAInteropTests: XCTestCase {
         func meanNLL(_ adapter: ModelAdapter?) -> Double { InteropFixtures.meanNLL(m, sequences, adapter: adapter) }
         let base = meanNLL(nil)
         XCTAssertEqual(base, (ref["base_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
-        let dora = meanNLL(try AdapterLoader.load(try path("dtrain_dora"), model: m, maxRows: 64))
+        let dora = meanNLL(try AdapterLoader.load(try path("dtrain_dora"), model: m))
         XCTAssertEqual(dora, (ref["dora_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
         XCTAssertEqual(dora, (ref["peft_merged_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
         XCTAssertGreaterThan(abs(dora - base), 1e-2, "training moved the loss")
         let magnitudes = try LoRAWeights.readPEFT(try path("dtrain_dora"), config: m.config).magnitudes
-        let fresh = LoRAAdapter(model: m, options: { var o = LoRAOptions(); o.rank = 4; o.useDoRA = true; return o }(), maxRows: 1, seed: 0)
+        let fresh = LoRAAdapter(model: m, options: { var o = LoRAOptions(); o.rank = 4; o.useDoRA = true; return o }(), seed: 0)
         let trained = magnitudes[LoRAAdapter.key(0, .q)]!, initial = fresh.arena.array(LoRAAdapter.magnitudeName(0, .q))
         XCTAssertGreaterThan(maxDiff(trained, initial), 1e-3, "the magnitudes were trained")
     }
@@ -71,7 +71,7 @@ final class DoRAInteropTests: XCTestCase {
     func testDoRAFromALoRAAdapterStartsAtItsModel() throws {
         let m = try model()
         let want = try expected("peft_lora_expected.json")
-        let dora = try LoRAWeights.readPEFT(try path("peft_lora"), config: m.config).adapter(model: m, maxRows: want.ids.count, useDoRA: true)
+        let dora = try LoRAWeights.readPEFT(try path("peft_lora"), config: m.config).adapter(model: m, useDoRA: true)
         XCTAssertTrue(dora.options.useDoRA)
         XCTAssertLessThanOrEqual(maxDiff(logits(m, want.ids, adapter: dora), want.logits), 1e-4)
         XCTAssertGreaterThan(maxDiff(want.logits, want.base), 1e-2, "the LoRA adapter matters")
@@ -99,7 +99,7 @@ final class DoRAInteropTests: XCTestCase {
         let report = try ModelMerge.toGGUF(base: base, weights: weights, outType: .f32, path: out, overwrite: false, extraMetadata: [])
         XCTAssertEqual(report.merged, 4 * base.config.layers)
         let model = try LlamaModel(source: base)
-        let expected = logits(model, ids, adapter: weights.adapter(model: model, maxRows: ids.count))
+        let expected = logits(model, ids, adapter: weights.adapter(model: model))
         XCTAssertGreaterThan(maxDiff(expected, logits(model, ids, adapter: nil)), 0.1, "the adapter must matter")
         XCTAssertLessThanOrEqual(maxDiff(logits(try LlamaModel(source: ModelSource(path: out)), ids, adapter: nil), expected), 1e-4)
     }

@@ -18,6 +18,7 @@ final class InputProbe: ModelAdapter {
         self.inner = inner
         offset = FloatBuffer(count: rows * channels); gradient = FloatBuffer(count: rows * channels)
     }
+    func reserve(for workspace: ForwardWorkspace) { inner.reserve(for: workspace) }
     func adapts(layer: Int, _ p: TensorNames.Projection) -> Bool { inner.adapts(layer: layer, p) }
     func frozenOutputScale(layer: Int, _ p: TensorNames.Projection, weight: FrozenMatrix, rows: Int,
                            scratch: ProductScratch) -> FrozenOutputScale? {
@@ -92,6 +93,11 @@ final class DoRATests: XCTestCase {
         kept.adapter.rowKeys = s.adapter.rowKeys
         XCTAssertLessThan(relativeError(s.analyticGradient(), kept.analyticGradient()), 1e-5, "recompute gives the kept products' gradient")
         XCTAssertLessThan(Double(s.adapter.doraBytes), 0.6 * Double(kept.adapter.doraBytes), "shared products take less memory")
+        // The memory preflight's estimate is what the workspace's reserve allocated, shared and per layer.
+        for c in [s, kept] {
+            XCTAssertEqual(LoRAAdapter.doraBytes(model: c.model, options: c.adapter.options, rows: c.ws.maxRows, everyLayer: c.ws.keepsEveryLayer),
+                           Double(c.adapter.doraBytes))
+        }
     }
 
     /// Invariant: a fresh DoRA adapter (B = 0, m = ‖W‖) leaves the model's logits unchanged.
@@ -100,7 +106,7 @@ final class DoRATests: XCTestCase {
         s.model.forward(s.ws)
         let base = s.ws.logits.array
         var options = s.adapter.options; options.useDoRA = true
-        let fresh = LoRAAdapter(model: s.model, options: options, maxRows: s.ws.rows, seed: 5)
+        let fresh = LoRAAdapter(model: s.model, options: options, seed: 5)
         s.model.forward(s.ws, adapter: fresh)
         XCTAssertLessThan(zip(base, s.ws.logits.array).map { abs($0 - $1) }.max()!, 1e-5)
         let w = s.model.layers[1].projections[.down]!
@@ -110,6 +116,32 @@ final class DoRATests: XCTestCase {
         for o in 0..<w.rows {
             XCTAssertEqual(m[o], (0..<w.cols).reduce(0) { $0 + dense[o * w.cols + $1] * dense[o * w.cols + $1] }.squareRoot(), accuracy: 1e-5)
         }
+    }
+
+    /// Invariant: an adapter's row scratch is sized by the workspace it runs with (`reserve(for:)`, which every pass
+    /// calls), not by whoever made it: after a pass over a small inference workspace (DoRA's saved products then
+    /// shared by the layers), a larger training workspace that keeps every layer grows it, and the loss and every
+    /// gradient equal those of an identical adapter that only ever ran the large workspace.
+    func testRowScratchGrowsWithTheWorkspace() throws {
+        let s = try GradientCheck.make(recompute: false, dropout: 0.1, useDoRA: true)
+        let weights = LoRAWeights(s.adapter, layers: 2, source: "test")
+        let grown = weights.adapter(model: s.model, dropout: 0.1), direct = weights.adapter(model: s.model, dropout: 0.1)
+        let small = ForwardWorkspace(model: s.model, batch: 1, length: 3)
+        small.load([[1, 5, 9]])
+        s.model.forward(small, adapter: grown)
+        XCTAssertTrue(small.logits.array.allSatisfy(\.isFinite))
+        func lossAndGradient(_ adapter: LoRAAdapter) -> (loss: Double, gradient: [Float]) {
+            adapter.training = true
+            adapter.arena.zeroGradients()
+            s.model.forward(s.ws, adapter: adapter)
+            let loss = s.model.crossEntropy(logits: s.ws.logits.pointer, labels: s.labels, rows: s.ws.rows, gradScale: 1)
+            s.model.backward(s.ws, adapter: adapter)
+            return (loss, Array(UnsafeBufferPointer(start: adapter.arena.gradients, count: adapter.arena.count)))
+        }
+        let a = lossAndGradient(grown), b = lossAndGradient(direct)
+        XCTAssertEqual(a.loss, b.loss)
+        XCTAssertEqual(a.gradient, b.gradient)
+        XCTAssertGreaterThan(a.gradient.map(abs).max() ?? 0, 1e-4, "the gradient is not trivially zero")
     }
 
     /// Invariant: the norms cached per optimizer step follow the parameters: after AdamW steps (and `set`) the
@@ -122,7 +154,7 @@ final class DoRATests: XCTestCase {
             optimizer.update(s.adapter.arena, lr: 0.05)
         }
         func logits(_ a: ModelAdapter) -> [Float] { s.model.forward(s.ws, adapter: a); return s.ws.logits.array }
-        func fresh() -> LoRAAdapter { LoRAWeights(s.adapter, layers: 2, source: "test").adapter(model: s.model, maxRows: s.ws.rows) }
+        func fresh() -> LoRAAdapter { LoRAWeights(s.adapter, layers: 2, source: "test").adapter(model: s.model) }
         XCTAssertLessThan(zip(logits(s.adapter), logits(fresh())).map { abs($0 - $1) }.max()!, 1e-5, "after AdamW steps")
         let name = LoRAAdapter.tensorName(0, .gate, "B")
         s.adapter.arena.set(name, s.adapter.arena.array(name).map { $0 * 3 })
@@ -154,7 +186,7 @@ final class DoRATests: XCTestCase {
         func setup(_ model: LlamaModel) -> (LoRAAdapter, ForwardWorkspace) {
             var o = LoRAOptions(); o.rank = 4; o.useDoRA = true
             let ws = ForwardWorkspace(model: model, batch: 1, length: 8, mode: .training(recompute: false))
-            let adapter = LoRAAdapter(model: model, options: o, maxRows: ws.rows, seed: 2, savesEveryLayer: true)
+            let adapter = LoRAAdapter(model: model, options: o, seed: 2)
             var rng = SeededRandom(seed: 4)
             for e in adapter.arena.entries where !e.name.contains("lora_A") {
                 adapter.arena.set(e.name, adapter.arena.array(e.name).map { $0 == 0 ? 0.05 * rng.normal() : $0 * (1 + 0.2 * rng.normal()) })

@@ -127,7 +127,7 @@ final class ExportMergeTests: XCTestCase {
         for (type, tolerance) in [(GGMLType.f32, Float(1e-4)), (.f16, 2e-2), (.q8_0, 0.1)] {
             let file = temporaryDirectory() + "/a.gguf"
             try peft.writeGGUF(file, config: model.config, outType: type, description: [], overwrite: false)
-            let adapter = try AdapterLoader.load(file, model: model, maxRows: ids.count)
+            let adapter = try AdapterLoader.load(file, model: model)
             XCTAssertLessThanOrEqual(maxDiff(logits(model, ids, adapter: adapter), want), tolerance, type.name)
         }
     }
@@ -164,7 +164,7 @@ final class ExportMergeTests: XCTestCase {
         let ref = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try interop("peft_lora_expected.json")))) as? [String: Any])
         let ids = (ref["ids"] as! [[NSNumber]])[0].map { Int32($0.intValue) }
         let want = (ref["logits"] as! [[NSNumber]]).flatMap { $0.map(\.floatValue) }
-        let adapter = try AdapterLoader.load(try interop("llamacpp_peft_lora.gguf.bin"), model: model, maxRows: ids.count)
+        let adapter = try AdapterLoader.load(try interop("llamacpp_peft_lora.gguf.bin"), model: model)
         XCTAssertLessThanOrEqual(maxDiff(logits(model, ids, adapter: adapter), want), 1e-4)
         let rs = try LoRAWeights.read(try interop("llamacpp_peft_lora_rslora.gguf.bin"), config: model.config)
         XCTAssertEqual(rs.options.scale, 16 / 8, "llama.cpp's converter keeps alpha = 16 for r = 8: scale α / r")
@@ -211,7 +211,7 @@ final class ExportMergeTests: XCTestCase {
         XCTAssertEqual(report.merged, 4 * base.config.layers)
         XCTAssertEqual(report.keptFraction, 1, accuracy: 1e-6)
         let model = try LlamaModel(source: base)
-        let expected = logits(model, ids, adapter: weights.adapter(model: model, maxRows: ids.count))
+        let expected = logits(model, ids, adapter: weights.adapter(model: model))
         XCTAssertGreaterThan(maxDiff(expected, logits(model, ids)), 0.1, "the adapter must matter")
         XCTAssertLessThanOrEqual(maxDiff(logits(try LlamaModel(source: ModelSource(path: out)), ids), expected), 1e-4)
         let g = try GGUFFile(path: out), b = base.gguf!
@@ -263,10 +263,41 @@ final class ExportMergeTests: XCTestCase {
         let out = temporaryDirectory() + "/hf"
         _ = try ModelMerge.toHF(base: base, weights: weights, outType: .f32, dir: out, overwrite: false, maxShardBytes: 1 << 30)
         let model = try LlamaModel(source: base)
-        let expected = logits(model, ids, adapter: weights.adapter(model: model, maxRows: ids.count))
+        let expected = logits(model, ids, adapter: weights.adapter(model: model))
         let merged = try LlamaModel(source: ModelSource(path: out))
         XCTAssertEqual(merged.config.hiddenSize, base.config.hiddenSize)
         XCTAssertLessThanOrEqual(maxDiff(logits(merged, ids), expected), 1e-4)
+    }
+
+    /// Invariant: Phi-3 — merging PEFT's adapter on the fused modules folds each part's ΔW into its rows of
+    /// `qkv_proj` / `gate_up_proj` (GGUF `attn_qkv` / `ffn_up`): an HF base merged to HF, a GGUF base to GGUF and a
+    /// GGUF base to HF (config.json written for Phi3ForCausalLM) all give the base + adapter logits; and the same
+    /// adapter written as a llama.cpp GGUF adapter names the fused tensors.
+    func testPhi3MergeFoldsIntoTheFusedTensors() throws {
+        let dir = TestPaths.repoRoot + "/Tests/DTModelTests/Fixtures/families/phi3"
+        let ids: [Int32] = [3, 17, 42, 5, 50, 11, 9, 7]
+        for (basePath, gguf) in [(dir + "/model", false), (dir + "/model.gguf.bin", true)] {
+            let base = try ModelSource(path: basePath)
+            let weights = try LoRAWeights.readPEFT(dir + "/peft_lora", config: base.config)
+            let model = try LlamaModel(source: base)
+            let expected = logits(model, ids, adapter: weights.adapter(model: model))
+            XCTAssertGreaterThan(maxDiff(expected, logits(model, ids)), 0.1, "the adapter must matter")
+            let hf = temporaryDirectory() + "/hf"
+            let report = try ModelMerge.toHF(base: base, weights: weights, outType: .f32, dir: hf, overwrite: false, maxShardBytes: 1 << 30)
+            XCTAssertEqual(report.merged, 4 * base.config.layers, "qkv_proj, o_proj, gate_up_proj, down_proj per layer")
+            let mergedHF = try ModelSource(path: hf)
+            XCTAssertEqual(mergedHF.config.architecture, base.config.architecture)
+            XCTAssertLessThanOrEqual(maxDiff(logits(try LlamaModel(source: mergedHF), ids), expected), 1e-4, "HF from \(basePath)")
+            guard gguf else { continue }
+            let out = temporaryDirectory() + "/merged.gguf"
+            XCTAssertEqual(try ModelMerge.toGGUF(base: base, weights: weights, outType: .f32, path: out, overwrite: false, extraMetadata: []).merged,
+                           4 * base.config.layers)
+            XCTAssertLessThanOrEqual(maxDiff(logits(try LlamaModel(source: ModelSource(path: out)), ids), expected), 1e-4, "GGUF")
+            let adapter = temporaryDirectory() + "/adapter.gguf"
+            try weights.writeGGUF(adapter, config: base.config, outType: .f32, description: [], overwrite: false)
+            XCTAssertEqual(try GGUFFile(path: adapter).tensors.map(\.name).filter { $0.hasPrefix("blk.0.") }.sorted(),
+                           ["attn_output", "attn_qkv", "ffn_down", "ffn_up"].flatMap { ["blk.0.\($0).weight.lora_a", "blk.0.\($0).weight.lora_b"] })
+        }
     }
 
     /// Invariant: adapters that do not fit the base, or files that are not adapters, are refused naming the

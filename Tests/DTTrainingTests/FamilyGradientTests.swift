@@ -14,7 +14,7 @@ final class FamilyGradientTests: XCTestCase {
         let model = try LlamaModel(source: ModelSource(path: path))
         var options = LoRAOptions(); options.rank = 2; options.alpha = 4
         let ws = ForwardWorkspace(model: model, batch: 2, length: 12, mode: .training(recompute: recompute))
-        let adapter = LoRAAdapter(model: model, options: options, maxRows: ws.rows, seed: 3)
+        let adapter = LoRAAdapter(model: model, options: options, seed: 3)
         var rng = SeededRandom(seed: 9)
         for e in adapter.arena.entries where e.name.contains("lora_B") {
             adapter.arena.set(e.name, (0..<e.count).map { _ in 0.3 * rng.normal() })
@@ -56,6 +56,41 @@ final class FamilyGradientTests: XCTestCase {
     func testGemma2GradientsMatchFiniteDifferences() throws {
         try familySetup("gemma2", recompute: false, packed: false).check(rounding: 1e-4)
         try familySetup("gemma2", recompute: true, packed: true).check()
+    }
+
+    /// Invariant: Phi-3: LoRA on the fused modules (one A shared by q, k and v, and by gate and up; B stacked) has
+    /// gradients that match finite differences — the shared A's gradient is the sum over its parts — padded and
+    /// packed, with and without recomputation, through the window; and the arena holds PEFT's modules. The losses
+    /// are 15–20 nats in fp32, so a central difference carries ~1e-4 of rounding: along one packed direction it moves
+    /// 0.02708 … 0.02727 as the step goes 5e-3 … 2.5e-2 (analytic 0.02732), hence the 1e-4 rounding allowance.
+    func testPhi3FusedModuleGradientsMatchFiniteDifferences() throws {
+        let s = try familySetup("phi3", recompute: false, packed: false)
+        XCTAssertEqual(s.adapter.arena.entries.map(\.name).filter { $0.contains("layers.0.") }.sorted(), [
+            "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight", "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight",
+            "base_model.model.model.layers.0.mlp.gate_up_proj.lora_A.weight", "base_model.model.model.layers.0.mlp.gate_up_proj.lora_B.weight",
+            "base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight", "base_model.model.model.layers.0.self_attn.o_proj.lora_B.weight",
+            "base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight", "base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight"])
+        XCTAssertEqual(s.adapter.arena.entry("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight")?.shape, [64 + 32 + 32, 2])
+        s.check(rounding: 1e-4)
+        try familySetup("phi3", recompute: true, packed: true).check(rounding: 1e-4)
+    }
+
+    /// Invariant: on Phi-3, targets that split a fused module (q without k and v, or gate without up) are refused
+    /// naming the module, since PEFT adapts it as one; whole modules, or none of one, are accepted; on Llama any
+    /// subset is.
+    func testTargetsThatSplitAFusedModuleAreRefused() throws {
+        let phi3 = try ModelSource(path: TestPaths.repoRoot + "/Tests/DTModelTests/Fixtures/families/phi3/model").config
+        let mistral = try ModelSource(path: TestPaths.repoRoot + "/Tests/DTModelTests/Fixtures/families/mistral_sliding/model").config
+        var o = LoRAOptions()
+        for (targets, module) in [([TensorNames.Projection.q, .v], "qkv_proj"), ([.q, .k, .v, .up], "gate_up_proj")] {
+            o.targets = targets
+            XCTAssertThrowsError(try o.checkTargets(phi3)) { XCTAssertTrue("\($0)".contains(module) && "\($0)".contains("lora_targets"), "\($0)") }
+            XCTAssertNoThrow(try o.checkTargets(mistral))
+        }
+        for targets in [[TensorNames.Projection.q, .k, .v], [.o, .down], [.gate, .up, .o], TensorNames.Projection.allCases] {
+            o.targets = targets
+            XCTAssertNoThrow(try o.checkTargets(phi3))
+        }
     }
 
     /// Invariant: qwen3: LoRA gradients through the per-head q/k RMSNorm match finite differences.

@@ -19,7 +19,7 @@ final class InteropTests: XCTestCase {
         let ref = try json(expected)
         let ids = (ref["ids"] as! [[NSNumber]])[0].map { Int32($0.intValue) }
         let want = (ref["logits"] as! [[NSNumber]]).flatMap { $0.map(\.floatValue) }
-        let adapter = try AdapterLoader.load(try path(adapterDir), model: m, maxRows: ids.count)
+        let adapter = try AdapterLoader.load(try path(adapterDir), model: m)
         let got = logits(m, ids, adapter: adapter)
         let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
         XCTAssertLessThanOrEqual(maxDiff, 1e-4, "\(adapterDir): max |logit − PEFT logit|", file: file, line: line)
@@ -49,9 +49,9 @@ final class InteropTests: XCTestCase {
         let sequences = (ref["sequences"] as! [[NSNumber]]).map { $0.map { Int32($0.intValue) } }
         func meanNLL(_ adapter: ModelAdapter?) -> Double { InteropFixtures.meanNLL(m, sequences, adapter: adapter) }
         XCTAssertEqual(meanNLL(nil), (ref["base_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
-        let lora = try AdapterLoader.load(try path("dtrain_lora"), model: m, maxRows: 64)
+        let lora = try AdapterLoader.load(try path("dtrain_lora"), model: m)
         XCTAssertEqual(meanNLL(lora), (ref["lora_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
-        let prompt = try AdapterLoader.load(try path("dtrain_prompt"), model: m, maxRows: 64)
+        let prompt = try AdapterLoader.load(try path("dtrain_prompt"), model: m)
         XCTAssertEqual(meanNLL(prompt), (ref["prompt_mean_nll"] as! NSNumber).doubleValue, accuracy: 1e-4)
     }
 

@@ -44,7 +44,7 @@ final class LoRAGradientTests: XCTestCase {
         let s = try GradientCheck.make(recompute: false)
         s.model.forward(s.ws)
         let base = s.ws.logits.array
-        let fresh = LoRAAdapter(model: s.model, options: s.adapter.options, maxRows: s.ws.rows, seed: 5)
+        let fresh = LoRAAdapter(model: s.model, options: s.adapter.options, seed: 5)
         s.model.forward(s.ws, adapter: fresh)
         XCTAssertEqual(base, s.ws.logits.array)
         XCTAssertGreaterThan(fresh.arena.array(LoRAAdapter.tensorName(0, .q, "A")).map(abs).max()!, 0)

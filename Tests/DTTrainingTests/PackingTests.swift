@@ -14,7 +14,7 @@ final class PackingTests: XCTestCase {
 
     func adapter(_ model: LlamaModel, rows: Int) -> LoRAAdapter {
         var options = LoRAOptions(); options.rank = 4; options.alpha = 8
-        let adapter = LoRAAdapter(model: model, options: options, maxRows: rows, seed: 3)
+        let adapter = LoRAAdapter(model: model, options: options, seed: 3)
         var rng = SeededRandom(seed: 9)
         for e in adapter.arena.entries where e.name.contains("lora_B") { adapter.arena.set(e.name, (0..<e.count).map { _ in 0.3 * rng.normal() }) }
         return adapter
