@@ -53,6 +53,7 @@ def gguf_names(layers, qk_norm, sandwich=False):
 
 def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=False, sandwich=False, norm_shift=0.0,
                window_pattern=None, softcaps=None):
+    rp = cfg.rope_parameters
     w = gguf.GGUFWriter(path, arch)
     w.add_block_count(cfg.num_hidden_layers); w.add_embedding_length(cfg.hidden_size)
     w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(cfg.num_attention_heads)
@@ -68,6 +69,14 @@ def write_gguf(path, arch, cfg, sd, permute_qk, sliding_window=None, qk_norm=Fal
         w.add_sliding_window_pattern(window_pattern)
     if softcaps is not None:   # Gemma 2: as convert_hf_to_gguf.py's Gemma2Model writes them
         w.add_attn_logit_softcapping(softcaps[0]); w.add_final_logit_softcapping(softcaps[1])
+    if rp.get("rope_type") == "longrope":   # as convert_hf_to_gguf.py's Phi3MiniModel writes LongRoPE
+        import math
+        orig = rp["original_max_position_embeddings"]
+        scale = cfg.max_position_embeddings / orig
+        w.add_rope_scaling_orig_ctx_len(orig)
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
+        w.add_tensor("rope_factors_long.weight", np.array(rp["long_factor"], dtype=np.float32))
+        w.add_tensor("rope_factors_short.weight", np.array(rp["short_factor"], dtype=np.float32))
     names = gguf_names(cfg.num_hidden_layers, qk_norm, sandwich)
     for hf, t in sd.items():
         gg = names[hf]
@@ -148,7 +157,9 @@ def main(only):
         gemma2()
     if only in (None, "phi3"):
         phi3()
-    if only in ("gemma3", "gemma2", "phi3"):
+    if only in (None, "phi3_longrope"):
+        phi3_longrope()
+    if only in ("gemma3", "gemma2", "phi3", "phi3_longrope"):
         return
     from transformers import MistralConfig, MistralForCausalLM
     torch.manual_seed(10)
@@ -193,6 +204,35 @@ def phi3():
     family("phi3", Phi3ForCausalLM(config), "phi3", permute_qk=False, sliding_window=window,
            note=f"fused qkv_proj (q, k, v rows) and gate_up_proj (gate, up rows), GGUF attn_qkv / ffn_up (2 x I rows), "
                 f"no Q/K permutation (NeoX RoPE in llama.cpp), sliding window {window} on {LENGTH} tokens, untied")
+
+
+def phi3_longrope():
+    """LongRoPE as Phi-3.5-mini / Phi-3-128k configure it, scaled down: original context 16, max 64 (factor 4,
+    attention factor sqrt(1 + ln 4 / ln 16)), short and long per-dimension factors. The 24-token text reaches beyond
+    16 positions, so transformers uses the long factors for it; logits_short are the first 12 tokens' logits alone,
+    where it uses the short ones."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+    torch.manual_seed(15)
+    g = torch.Generator().manual_seed(16)
+    short = (1 + torch.rand(8, generator=g)).tolist()
+    long = (1 + 8 * torch.rand(8, generator=g)).tolist()
+    config = Phi3Config(**{**COMMON, "max_position_embeddings": 64}, original_max_position_embeddings=16,
+                        rope_scaling={"type": "longrope", "short_factor": short, "long_factor": long},
+                        tie_word_embeddings=False, pad_token_id=None, bos_token_id=1, eos_token_id=2, attn_implementation="eager")
+    family("phi3_longrope", Phi3ForCausalLM(config), "phi3", permute_qk=False,
+           note="LongRoPE: original context 16 of 64, short/long factors per dimension, attention factor sqrt(1 + ln 4 / ln 16); "
+                "the 24-token text uses the long factors, logits_short (first 12 tokens alone) the short ones")
+    d = os.path.join(OUT, "phi3_longrope")
+    from transformers import AutoModelForCausalLM
+    from safetensors.torch import load_file
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(d, "model"), dtype=torch.float32, attn_implementation="eager").eval()
+    ids = torch.tensor(json.load(open(os.path.join(d, "ids.json")))["ids"][0][:12]).unsqueeze(0)
+    with torch.no_grad():
+        tensors = load_file(os.path.join(d, "expected.safetensors"))
+        tensors["logits_short"] = model(input_ids=ids).logits.float().contiguous()
+    save_file(tensors, os.path.join(d, "expected.safetensors"))
+    # the two factor sets must give different logits on the short text, or the fixture would not test the choice
+    assert (tensors["logits_short"][0] - tensors["logits"][0, :12]).abs().max() > 1e-2
 
 
 def gemma2():

@@ -89,6 +89,20 @@ public struct JSONFields {
         }
     }
 
+    /// A list of `count` finite numbers, each satisfying `valid` (described by `expected`).
+    public func numbers(_ key: String, count: Int, expected: String, where valid: (Double) -> Bool = { _ in true }) throws -> [Double] {
+        guard has(key) else { throw error(key, "missing (expected \(count) numbers, \(expected))") }
+        guard let list = object[key] as? [Any], list.count == count else {
+            throw error(key, "expected a list of \(count) numbers (\(expected)), found \(found(key).prefix(80))")
+        }
+        return try list.enumerated().map { i, item in
+            guard let n = item as? NSNumber, !Self.isBool(n), n.doubleValue.isFinite, valid(n.doubleValue) else {
+                throw error("\(key)[\(i)]", "expected \(expected), found \(Self.describe(item))")
+            }
+            return n.doubleValue
+        }
+    }
+
     /// A nested object (absent or null: nil).
     public func object(_ key: String) throws -> JSONFields? {
         guard has(key) else { return nil }

@@ -51,11 +51,12 @@ public enum RMSNorm {
 public struct RoPETable {
     public let headDim: Int
     public let maxPositions: Int
-    /// cos, sin (maxPositions, D/2)
+    /// cos, sin (maxPositions, D/2), both times `scale`
     public let cos: [Float], sin: [Float]
 
-    /// `inverseFrequencies` (D/2) already include any scaling (Llama-3 or GGUF rope_freqs).
-    public init(headDim: Int, maxPositions: Int, inverseFrequencies: [Float]) {
+    /// `inverseFrequencies` (D/2) already include any scaling (Llama-3, LongRoPE or GGUF rope_freqs); `scale`
+    /// multiplies cos and sin (LongRoPE's attention factor), so a rotated vector is scaled too.
+    public init(headDim: Int, maxPositions: Int, inverseFrequencies: [Float], scale: Float = 1) {
         precondition(inverseFrequencies.count == headDim / 2)
         self.headDim = headDim
         self.maxPositions = maxPositions
@@ -63,15 +64,15 @@ public struct RoPETable {
         for p in 0..<maxPositions {
             for i in 0..<headDim / 2 {
                 let angle = Float(p) * inverseFrequencies[i]
-                c[p * headDim / 2 + i] = Foundation.cos(angle)
-                s[p * headDim / 2 + i] = Foundation.sin(angle)
+                c[p * headDim / 2 + i] = Foundation.cos(angle) * scale
+                s[p * headDim / 2 + i] = Foundation.sin(angle) * scale
             }
         }
         cos = c; sin = s
     }
 
     /// In place on x (rows, heads, D); row r has position positions[r]. `inverse` applies the transpose
-    /// rotation (that is the backward pass).
+    /// (scale · Rᵀ: that is the backward pass).
     public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, positions: UnsafePointer<Int32>, inverse: Bool = false) {
         let half = headDim / 2
         cos.withUnsafeBufferPointer { cp in

@@ -116,7 +116,7 @@ extension LlamaModel {
         projectBackward(l, .o, x: a.attention.pointer, dy: dO, dx: g.attention.pointer, rows: N, accumulate: false, ws: ws, adapter: adapter)
         g.q.zero(); g.k.zero(); g.v.zero()
         let window = c.architecture.window(layer: l)
-        let table = window != nil ? localRope ?? rope : rope
+        let table = ropeTable(window: window, ws)
         let shape = AttentionShape(batch: ws.batch, queryLength: ws.length, keyLength: ws.length, heads: c.heads, kvHeads: c.kvHeads,
                                    headDim: c.headDim, window: window, scale: c.architecture.queryScale.map { 1 / $0.squareRoot() },
                                    softcap: c.architecture.attentionSoftcap)

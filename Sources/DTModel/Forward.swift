@@ -56,7 +56,7 @@ extension LlamaModel {
             }
         }
         let window = c.architecture.window(layer: l)
-        let table = window != nil ? localRope ?? rope : rope
+        let table = ropeTable(window: window, ws)
         Profile.measure("forward rope") {
             table.apply(a.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!)
             table.apply(kOut, rows: N, heads: c.kvHeads, positions: ws.positions.baseAddress!)
@@ -112,6 +112,8 @@ extension LlamaModel {
         if let cache { precondition(ws.batch == 1 && start + T <= cache.capacity, "KV cache overflow") }
         adapter?.reserve(for: ws)
         if ws.segmentStarts == nil { for i in 0..<N { ws.positions[i] = Int32(start + i % T) } }   // packed: set at load
+        // LongRoPE picks its factors per pass by the largest position, as transformers does (recompute keeps the choice).
+        ws.reachesLongContext = config.longRope.map { $0.usesLong(maxPosition: Int(ws.positions.prefix(N).max() ?? 0)) } ?? false
         let x = ws.stream.pointer
         embedding.lookup(UnsafePointer(ws.tokens.baseAddress!), count: N, into: x, scratch: ws.productScratch)
         if c.architecture.scalesEmbeddings {   // Gemma: × √C (virtual tokens, written next, are not scaled, as in HF)

@@ -30,6 +30,11 @@ public enum HFConfigExport {
         }
         if c.architecture.name == "qwen2" { json["use_sliding_window"] = false }
         if c.architecture.name == "mistral" || c.architecture.name == "phi3" { json["sliding_window"] = c.architecture.slidingWindow ?? NSNull() }
+        if let long = c.longRope {   // LongRoPE as transformers reads it, with the GGUF's attention factor stated
+            json["original_max_position_embeddings"] = long.originalMaxPositions
+            json["rope_scaling"] = ["type": "longrope", "short_factor": long.short.map { decimal($0) }, "long_factor": long.long.map { decimal($0) },
+                                    "attention_factor": decimal(long.attentionFactor)]
+        }
         for (k, v) in extra { json[k] = v }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }

@@ -19,6 +19,19 @@ public struct LlamaConfig: Equatable, Sendable {
     public var ropeScaling: Llama3RopeScaling?
     public var maxPositions: Int
     public var tiedEmbeddings: Bool
+    /// LongRoPE (HF rope_type "longrope"; GGUF rope_factors_short / _long): the 128k-context Phi-3 and Phi-3.5.
+    public var longRope: LongRoPE? = nil
+
+    /// Per-dimension divisors (D/2) of the inverse frequencies: `short` for a pass whose positions all lie within
+    /// `originalMaxPositions`, `long` for one that reaches beyond (transformers decides per forward pass, by the
+    /// largest position); cos and sin are scaled by `attentionFactor` either way.
+    public struct LongRoPE: Equatable, Sendable {
+        public var short: [Float], long: [Float]
+        public var originalMaxPositions: Int
+        public var attentionFactor: Float
+        /// Whether a pass whose largest position is `maxPosition` uses the long factors.
+        public func usesLong(maxPosition: Int) -> Bool { maxPosition + 1 > originalMaxPositions }
+    }
 
     public struct Llama3RopeScaling: Equatable, Sendable {
         public var factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int
@@ -135,8 +148,27 @@ extension LlamaConfig {
             ?? gguf.tensor("token_embd.weight").map { $0.dims[1] }
             ?? { throw FormatError.key(file, "\(arch).vocab_size", "missing (and no tokenizer or token_embd.weight)") }()
         family.qkvBias = gguf.tensor("blk.0.attn_q.bias") != nil
+        var longRope: LongRoPE?
         if gguf.tensor("rope_factors_long.weight") != nil || gguf.tensor("rope_factors_short.weight") != nil {
-            throw FormatError.key(file, "rope_factors_long.weight", "LongRoPE (the 128k-context Phi-3 / Phi-3.5 models) is not built; the 4k-context models are")
+            // LongRoPE as convert_hf_to_gguf.py's Phi3MiniModel writes it: both factor tensors, the original context
+            // and the attention factor.
+            let half = try int("attention.key_length", hidden / max(heads, 1)) / 2
+            func factors(_ name: String) throws -> [Float] {
+                guard let info = gguf.tensor(name), info.type == .f32, info.elementCount == half else {
+                    throw FormatError.key(file, name, "expected F32 [\(half)] (LongRoPE needs rope_factors_long and rope_factors_short)")
+                }
+                var out = [Float](repeating: 0, count: half)
+                out.withUnsafeMutableBufferPointer { Dequantize.run(.f32, gguf.data(of: info).baseAddress!, $0.baseAddress!, count: half) }
+                try FormatError.requireFinite(out, file: file, key: name)
+                guard out.allSatisfy({ $0 > 0 }) else { throw FormatError.key(file, name, "expected positive factors") }
+                return out
+            }
+            let original = try int("rope.scaling.original_context_length")
+            guard original > 0 else { throw FormatError.key(file, "\(arch).rope.scaling.original_context_length", "expected a positive length, found \(original)") }
+            let attention = try float("rope.scaling.attn_factor", 1)
+            guard attention > 0 else { throw FormatError.key(file, "\(arch).rope.scaling.attn_factor", "expected a positive factor, found \(attention)") }
+            longRope = LongRoPE(short: try factors("rope_factors_short.weight"), long: try factors("rope_factors_long.weight"),
+                                originalMaxPositions: original, attentionFactor: attention)
         }
         if let w = gguf.metadata["\(arch).attention.sliding_window"] {
             guard let n = w.int else { throw FormatError.key(file, "\(arch).attention.sliding_window", "expected an integer, found \(w)") }
@@ -158,7 +190,7 @@ extension LlamaConfig {
                   rmsNormEps: try float("attention.layer_norm_rms_epsilon", 1e-5),
                   ropeTheta: try float("rope.freq_base", 10000), ropeScaling: nil,
                   maxPositions: try int("context_length", 2048),
-                  tiedEmbeddings: gguf.tensor("output.weight") == nil)
+                  tiedEmbeddings: gguf.tensor("output.weight") == nil, longRope: longRope)
         try validate(file: file, names: [
             "architecture": "general.architecture", "vocabSize": "\(arch).vocab_size", "hiddenSize": "\(arch).embedding_length",
             "intermediateSize": "\(arch).feed_forward_length", "layers": "\(arch).block_count", "heads": "\(arch).attention.head_count",
@@ -177,13 +209,27 @@ extension LlamaConfig {
         var family = try Architecture.hf(modelType: modelType, architectures: try json.strings("architectures"), file: path)
         let perLayerTypeRope = family.localRopeTheta != nil   // rope_parameters per layer type (Gemma 3)
         var scaling: Llama3RopeScaling?
+        var longRope: LongRoPE?
         // transformers ≥ 5 writes the scaling (and rope_theta) under rope_parameters; older files use rope_scaling.
         let scalingKey = json.has("rope_scaling") ? "rope_scaling" : "rope_parameters"
         if !perLayerTypeRope, let rs = try json.object(scalingKey) {
             let kind = try rs.has("rope_type") ? rs.string("rope_type") : rs.string("type", default: "")
-            guard kind == "llama3" || kind == "default" else {
-                let note = kind == "longrope" ? " (LongRoPE, as the 128k-context Phi-3 / Phi-3.5 models use, is not built; the 4k-context models are)" : ""
-                throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3' or 'default', found '\(kind)'\(note)")
+            guard kind == "llama3" || kind == "default" || kind == "longrope" || kind == "su" else {
+                throw FormatError.key(path, "\(scalingKey).rope_type", "expected 'llama3', 'longrope' or 'default', found '\(kind)'")
+            }
+            if kind == "longrope" || kind == "su" {   // "su": the name in the first Phi-3 128k configs
+                let half = try json.integer("head_dim", default: hidden / heads, in: size) / 2
+                func factors(_ k: String) throws -> [Float] { try rs.numbers(k, count: half, expected: "a positive factor", where: { $0 > 0 }).map(Float.init) }
+                let original = try rs.has("original_max_position_embeddings") ? rs.integer("original_max_position_embeddings", in: size)
+                    : json.integer("original_max_position_embeddings", in: size)
+                let maxPositions = try json.integer("max_position_embeddings", default: 2048, in: size)
+                // transformers' _compute_longrope_parameters: factor = max / original unless given; attention factor
+                // √(1 + ln factor / ln original) unless given (1 for factor ≤ 1).
+                let factor = try rs.number("factor", default: Double(maxPositions) / Double(original), expected: "a positive number", where: { $0 > 0 })
+                let attention = try rs.number("attention_factor", default: factor <= 1 ? 1 : (1 + log(factor) / log(Double(original))).squareRoot(),
+                                              expected: "a positive number", where: { $0 > 0 })
+                longRope = LongRoPE(short: try factors("short_factor"), long: try factors("long_factor"),
+                                    originalMaxPositions: original, attentionFactor: Float(attention))
             }
             if kind == "llama3" {
                 func positive(_ k: String) throws -> Float { Float(try rs.number(k, expected: "a positive number", where: { $0 > 0 })) }
@@ -212,7 +258,7 @@ extension LlamaConfig {
                   headDim: try json.integer("head_dim", default: hidden / heads, in: size),
                   rmsNormEps: Float(eps), ropeTheta: Float(theta), ropeScaling: scaling,
                   maxPositions: try json.integer("max_position_embeddings", default: 2048, in: size),
-                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: family.sandwichNorms))
+                  tiedEmbeddings: try json.bool("tie_word_embeddings", default: family.sandwichNorms), longRope: longRope)
         try validate(file: path, names: [
             "architecture": "model_type", "vocabSize": "vocab_size", "hiddenSize": "hidden_size", "intermediateSize": "intermediate_size",
             "layers": "num_hidden_layers", "heads": "num_attention_heads", "kvHeads": "num_key_value_heads", "headDim": "head_dim",

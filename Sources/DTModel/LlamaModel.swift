@@ -38,7 +38,10 @@ public final class LlamaModel {
     public private(set) var rope: RoPETable
     /// The windowed layers' table when their base differs (Architecture.localRopeTheta), else nil.
     public private(set) var localRope: RoPETable?
-    let ropeFrequencies: [Float], localRopeFrequencies: [Float]?
+    /// LongRoPE's table with the long factors (config.longRope), for passes that reach beyond the original context;
+    /// `rope` then holds the short factors.
+    public private(set) var longRope: RoPETable?
+    let ropeFrequencies: [Float], localRopeFrequencies: [Float]?, longRopeFrequencies: [Float]?
     public let precision: WeightPrecision
     /// Precision of the frozen-weight products (bf16: weights rounded once at load, or dequantized per use to bf16).
     public let compute: ComputePrecision
@@ -183,8 +186,11 @@ public final class LlamaModel {
         // back from the page cache at first use.
         source.releaseResidentPages()
         let positions = min(maxPositions ?? c.maxPositions, max(c.maxPositions, 1))
-        ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors())
-        rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies)
+        ropeFrequencies = c.ropeInverseFrequencies(freqFactors: try source.ropeFrequencyFactors() ?? c.longRope?.short)
+        let ropeScale = c.longRope?.attentionFactor ?? 1
+        rope = RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: ropeFrequencies, scale: ropeScale)
+        longRopeFrequencies = c.longRope.map { c.ropeInverseFrequencies(freqFactors: $0.long) }
+        longRope = longRopeFrequencies.map { RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: $0, scale: ropeScale) }
         localRopeFrequencies = c.architecture.localRopeTheta.map { c.ropeInverseFrequencies(theta: $0) }
         localRope = localRopeFrequencies.map { RoPETable(headDim: c.headDim, maxPositions: max(positions, 1), inverseFrequencies: $0) }
     }
@@ -193,6 +199,13 @@ public final class LlamaModel {
     public struct LoadProgress: Sendable {
         public var tensors: Int, bytes: Int
         public var tensorsDone = 0, bytesDone = 0
+    }
+
+    /// The RoPE table of a layer with `window` in a pass over `ws`: LongRoPE's long table when the pass reaches
+    /// beyond the original context (`ws.reachesLongContext`), the windowed layers' own base, else the model's.
+    func ropeTable(window: Int?, _ ws: ForwardWorkspace) -> RoPETable {
+        if ws.reachesLongContext, let longRope { return longRope }
+        return window != nil ? localRope ?? rope : rope
     }
 
     /// The model file and key that state its context length (for messages).
@@ -209,7 +222,9 @@ public final class LlamaModel {
                                   "the model's context is \(config.maxPositions) positions, but \(what) needs \(positions)")
         }
         if positions > rope.maxPositions {
-            rope = RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: ropeFrequencies)
+            let scale = config.longRope?.attentionFactor ?? 1
+            rope = RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: ropeFrequencies, scale: scale)
+            longRope = longRopeFrequencies.map { RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: $0, scale: scale) }
             localRope = localRopeFrequencies.map { RoPETable(headDim: config.headDim, maxPositions: positions, inverseFrequencies: $0) }
         }
     }

@@ -96,6 +96,8 @@ public final class ForwardWorkspace {
     public private(set) var batch: Int, length: Int
     public var rows: Int { batch * length }
     public var maxRows: Int { maxBatch * maxLength }
+    /// Set by each forward pass: whether its largest position is beyond LongRoPE's original context (long factors).
+    public internal(set) var reachesLongContext = false
     public let mode: Mode
     /// Whether every layer's activations stay until backward (training without recompute).
     public var keepsEveryLayer: Bool { mode == .training(recompute: false) }

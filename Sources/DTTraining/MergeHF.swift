@@ -32,6 +32,8 @@ extension ModelMerge {
         if let g = base.gguf {
             let map = hfNames(ggufOf: base.config)
             for info in g.tensors {
+                // LongRoPE's factors are config.json's rope_scaling in an HF directory (HFConfigExport), not tensors.
+                if base.config.longRope != nil, ["rope_factors_long.weight", "rope_factors_short.weight"].contains(info.name) { continue }
                 guard let hf = map[info.name] else {
                     throw FormatError.key(g.path, info.name, "no Hugging Face tensor corresponds to it (\(info.name == "rope_freqs.weight" ? "Llama-3.1 RoPE factors are not written to an HF config yet" : "unknown tensor"))")
                 }

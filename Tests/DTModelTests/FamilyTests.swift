@@ -132,9 +132,36 @@ final class FamilyTests: XCTestCase {
         try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
     }
 
-    /// Invariant: what dtrain does not build of Phi-3's relatives is refused by key, not run wrong: LongRoPE scaling
-    /// (128k-context Phi-3 / Phi-3.5), RoPE on part of each head (Phi-4-mini's partial_rotary_factor), and a fused
-    /// tensor of the wrong shape.
+    /// Invariant: LongRoPE (Phi-3.5-mini, the 128k-context Phi-3), scaled down to an original context of 16 of 64:
+    /// a 24-token batch uses the long factors and the attention factor √(1 + ln 4 / ln 16), 12 tokens alone the short
+    /// ones — dtrain picks per pass by the largest position as transformers does — giving transformers' logits
+    /// from safetensors and from a GGUF with `rope_factors_long` / `_short` (as llama.cpp's converter writes them);
+    /// with the KV cache the choice follows the cache's length as in recomputation.
+    func testPhi3LongRoPEMatchesTransformers() throws {
+        let f = try FamilyFixture("phi3_longrope")
+        let config = try ModelSource(path: f.model).config
+        let long = try XCTUnwrap(config.longRope)
+        XCTAssertEqual(long.originalMaxPositions, 16)
+        XCTAssertEqual(Double(long.attentionFactor), (1 + log(4.0) / log(16.0)).squareRoot(), accuracy: 1e-6)
+        XCTAssertEqual(try ModelSource(path: f.gguf).config.longRope, long)
+        for path in [f.model, f.gguf] {
+            XCTAssertLessThanOrEqual(try f.maxLogitDifference(path), 1e-3, "24 tokens, long factors: \(path)")
+            let json = try loadJSON(f.directory + "/ids.json")
+            let ids = Array((json["ids"] as! [[NSNumber]])[0].prefix(12)).map { Int32($0.intValue) }
+            let expected = try SafetensorsFile(path: f.directory + "/expected.safetensors").floats("logits_short")
+            let model = try LlamaModel(source: ModelSource(path: path))
+            let ws = ForwardWorkspace(model: model, batch: 1, length: 12)
+            ws.load([ids])
+            model.forward(ws)
+            XCTAssertFalse(ws.reachesLongContext)
+            XCTAssertLessThanOrEqual(zip(ws.logits.array, expected).map { abs($0 - $1) }.max()!, 1e-3, "12 tokens, short factors: \(path)")
+        }
+        try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)), tokens: 12)
+    }
+
+    /// Invariant: what dtrain does not build of Phi-3's relatives is refused by key, not run wrong: RoPE on part of
+    /// each head (Phi-4-mini's partial_rotary_factor), LongRoPE factors of the wrong length, and a fused tensor of the
+    /// wrong shape.
     func testPhi3VariantsDtrainDoesNotBuildAreRefused() throws {
         let f = try FamilyFixture("phi3")
         let dir = NSTemporaryDirectory() + "/phi3-variants-\(getpid())"
@@ -143,7 +170,8 @@ final class FamilyTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = dir + "/config.json"
         let base = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as? [String: Any])
-        for (change, fragment) in [(["rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [1.0]]], "LongRoPE"),
+        for (change, fragment) in [(["rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [1.0],
+                                                     "original_max_position_embeddings": 16]], "rope_scaling.short_factor"),
                                    (["partial_rotary_factor": 0.75], "partial_rotary_factor"),
                                    (["intermediate_size": 80], "gate_up_proj.weight")] as [([String: Any], String)] {
             try JSONSerialization.data(withJSONObject: base.merging(change) { $1 }).write(to: URL(fileURLWithPath: config))
@@ -155,8 +183,8 @@ final class FamilyTests: XCTestCase {
 
     /// Teacher-forced: 30 tokens fed through the KV cache (a chunk of 4, then one at a time, as generation
     /// does) give at every position the logits of one full forward over all of them, within 1e-4.
-    func assertCachedLogitsMatchRecompute(_ model: LlamaModel, file: StaticString = #filePath, line: UInt = #line) throws {
-        let tokens: [Int32] = (0..<30).map { Int32(($0 * 37 + 11) % model.config.vocabSize) }
+    func assertCachedLogitsMatchRecompute(_ model: LlamaModel, tokens count: Int = 30, file: StaticString = #filePath, line: UInt = #line) throws {
+        let tokens: [Int32] = (0..<count).map { Int32(($0 * 37 + 11) % model.config.vocabSize) }
         let V = model.config.vocabSize
         let full = ForwardWorkspace(model: model, batch: 1, length: tokens.count)
         full.load([tokens])

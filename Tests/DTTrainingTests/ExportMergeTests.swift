@@ -298,6 +298,19 @@ final class ExportMergeTests: XCTestCase {
             XCTAssertEqual(try GGUFFile(path: adapter).tensors.map(\.name).filter { $0.hasPrefix("blk.0.") }.sorted(),
                            ["attn_output", "attn_qkv", "ffn_down", "ffn_up"].flatMap { ["blk.0.\($0).weight.lora_a", "blk.0.\($0).weight.lora_b"] })
         }
+        // A LongRoPE GGUF base to HF: the factors and the attention factor go to config.json's rope_scaling, and the
+        // directory gives the GGUF's logits on a text past the original context (long factors) and within it.
+        let longRope = TestPaths.repoRoot + "/Tests/DTModelTests/Fixtures/families/phi3_longrope/model.gguf.bin"
+        let base = try ModelSource(path: longRope)
+        let hf = temporaryDirectory() + "/hf-longrope"
+        _ = try ModelMerge.toHF(base: base, weights: try LoRAWeights.readPEFT(dir + "/peft_lora", config: base.config), outType: .f32, dir: hf,
+                                overwrite: false, maxShardBytes: 1 << 30)
+        let merged = try ModelSource(path: hf)
+        XCTAssertEqual(merged.config.longRope, base.config.longRope)
+        let model = try LlamaModel(source: base), weights = try LoRAWeights.readPEFT(dir + "/peft_lora", config: base.config)
+        for text in [Array((0..<24).map { Int32($0 * 7 % 96) }), ids] {
+            XCTAssertLessThanOrEqual(maxDiff(logits(try LlamaModel(source: merged), text), logits(model, text, adapter: weights.adapter(model: model))), 1e-4)
+        }
     }
 
     /// Invariant: adapters that do not fit the base, or files that are not adapters, are refused naming the

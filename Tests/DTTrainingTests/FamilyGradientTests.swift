@@ -73,6 +73,10 @@ final class FamilyGradientTests: XCTestCase {
         XCTAssertEqual(s.adapter.arena.entry("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight")?.shape, [64 + 32 + 32, 2])
         s.check(rounding: 1e-4)
         try familySetup("phi3", recompute: true, packed: true).check(rounding: 1e-4)
+        // LongRoPE scales cos and sin by its attention factor (1.22 here), so the rotation's backward is scaled too.
+        let longRope = try familySetup("phi3_longrope", recompute: true, packed: false)
+        XCTAssertEqual(longRope.model.config.longRope?.attentionFactor ?? 1, 1.2247, accuracy: 1e-4)
+        longRope.check(rounding: 1e-4)
     }
 
     /// Invariant: on Phi-3, targets that split a fused module (q without k and v, or gate without up) are refused
