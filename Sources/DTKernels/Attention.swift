@@ -1,6 +1,7 @@
 // Grouped-query causal self-attention with a key padding mask. Query head h reads kv head h / (H/K).
 //   q (B, Tq, H·D)   keys/values (B, Tk, K·D) with Tk = start + Tq (start > 0 when a KV cache holds the past)
-//   probabilities (B, H, Tq, Tk) saved for backward   out (B, Tq, H·D)
+//   out (B, Tq, H·D); for backward only each query row's log-sum-exp (B, H, Tq): the backward recomputes a tile's
+//   probabilities from Q, K and it (flash-attention style), so no layer keeps (B, H, T, T) of them
 // Query t sits at absolute position i = start + t and sees keys 0…i whose mask is 1 — from its segment's
 // start on when rows are packed (segmentStarts (B, Tq), no KV cache), and with a sliding window W only keys
 // j with i − W < j ≤ i (the last W; a window is in key positions, which packing and padding keep contiguous).
@@ -9,7 +10,7 @@
 // AVX512-BF16 they run in its bf16 twin (vdpbf16ps): inputs rounded to bf16, fp32 accumulation and output, keys
 // and values packed into bf16 pairs once per head, A rounded per product; softmax, masking and scaling stay fp32.
 // With soft-capping (Gemma 2) the scaled scores pass through cap · tanh(s / cap) before the mask and softmax; the
-// backward recomputes a tile's capped scores (one more Q·Kᵀ product) for the factor 1 − (c / cap)².
+// backward's recomputed capped scores also give the factor 1 − (c / cap)².
 import CKernels
 import Foundation
 
@@ -182,15 +183,20 @@ public enum Attention {
 
     /// `compute` is the model's precision: bf16 rounds the tiles' product inputs to bf16 (fp32 accumulation,
     /// output, softmax, masking and scale) where the CPU has AVX512-BF16; fp32 is the exact reference.
+    /// `logSumExp` (B, H, Tq), when given, receives each row's log Σ exp(score) over its visible keys (+∞ for a row
+    /// that sees none), all the backward needs; `probabilities` (B, H, Tq, Tk), when given, receives every row's
+    /// probabilities (exact zeros where masked), for inspection — else each worker keeps one tile's (tile, Tk).
     public static func forward(_ s: AttentionShape, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                keyMask: UnsafePointer<Float>?, segmentStarts: UnsafePointer<Int32>? = nil, compute: ComputePrecision,
-                               probabilities: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+                               logSumExp: UnsafeMutablePointer<Float>? = nil, probabilities: UnsafeMutablePointer<Float>? = nil,
+                               out: UnsafeMutablePointer<Float>) {
         precondition(segmentStarts == nil || s.start == 0, "packed rows are not continued from a KV cache")
         let (Tq, Tk, H, D) = (s.queryLength, s.keyLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = s.scoreScale
         let path = Path(compute, queries: Tq, keys: Tk, headDim: D)
         Parallel.withSingleThreadedBLAS(s.batch * H) { _, pairs in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: probabilities == nil ? tile * Tk : 1) { tileScratch in   // (tile, Tk)
             path.withScratch(slots: 2) { scratch in
                 let aScratch = path.aScratch(slots: 2, scratch)
                 for pair in pairs {
@@ -198,7 +204,6 @@ public enum Attention {
                     let kvh = h / group
                     let qb = q + b * Tq * qStride + h * D
                     let ob = out + b * Tq * qStride + h * D
-                    let p = probabilities + (b * H + h) * Tq * Tk
                     let mask = keyMask.map { $0 + b * Tk }
                     let masked = mask.map { m in (0..<Tk).contains { m[$0] == 0 } } ?? false
                     let segments = segmentStarts.map { $0 + b * Tq }
@@ -208,7 +213,7 @@ public enum Attention {
                     for t0 in stride(from: 0, to: Tq, by: tile) {
                         let rows = min(tile, Tq - t0), keys = s.start + t0 + rows                   // keys visible to the tile's last row
                         let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))   // and to its first row
-                        let pt = p + t0 * Tk
+                        let pt = probabilities.map { $0 + ((b * H + h) * Tq + t0) * Tk } ?? tileScratch.baseAddress!
                         // scores (rows, keys) = scale · Q_tile (rows, D) · K[first..<keys]ᵀ (D, keys)
                         product(m: rows, n: keys - first, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
                                 b: keysT.from(column: first), accumulate: false, c: pt + first, ldc: Tk, scratch: aScratch)
@@ -216,9 +221,9 @@ public enum Attention {
                             for t in 0..<rows { SoftCap.forward(pt + t * Tk + first, count: keys - first, cap: cap) }
                         }
                         for t in 0..<rows {
-                            softmaxRow(pt + t * Tk, from: s.firstKey(t0 + t, segment: segments.map { Int($0[t0 + t]) } ?? 0),
-                                       visible: s.start + t0 + t + 1,
-                                       length: Tk, mask: masked ? mask : nil)
+                            let lse = softmaxRow(pt + t * Tk, from: s.firstKey(t0 + t, segment: segments.map { Int($0[t0 + t]) } ?? 0),
+                                                 visible: s.start + t0 + t + 1, length: Tk, mask: masked ? mask : nil)
+                            logSumExp?[(b * H + h) * Tq + t0 + t] = lse
                         }
                         // out_tile (rows, D) = P_tile (rows, keys) · V[first..<keys] (keys, D)
                         product(m: rows, n: D, k: keys - first, a: pt + first, aRow: Tk, aCol: 1, b: values.from(row: first),
@@ -226,57 +231,73 @@ public enum Attention {
                     }
                 }
             }
+            }
         }
     }
 
     /// Softmax over entries from..<visible of a score row whose key mask is 1; every other entry of the row
-    /// (up to `length`) becomes exactly 0. A row with no visible key is all zeros.
-    @inline(__always)
-    static func softmaxRow(_ full: UnsafeMutablePointer<Float>, from: Int = 0, visible: Int, length: Int, mask: UnsafePointer<Float>?) {
+    /// (up to `length`) becomes exactly 0. A row with no visible key is all zeros. Returns the row's log-sum-exp
+    /// (+∞ for a row with no visible key, so exp(score − it) is 0 there too).
+    @inline(__always) @discardableResult
+    static func softmaxRow(_ full: UnsafeMutablePointer<Float>, from: Int = 0, visible: Int, length: Int, mask: UnsafePointer<Float>?) -> Float {
         full.update(repeating: 0, count: from)
         (full + visible).update(repeating: 0, count: length - visible)
         let row = full + from, count = visible - from, mask = mask.map { $0 + from }
         if let mask { for j in 0..<count where mask[j] == 0 { row[j] = -.infinity } }
         let m = VectorMath.max(row, count: count)
-        guard m > -.infinity else { row.update(repeating: 0, count: count); return }
+        guard m > -.infinity else { row.update(repeating: 0, count: count); return .infinity }
         let sum = VectorMath.expShifted(row, shift: m, into: row, count: count)
         if let mask { for j in 0..<count where mask[j] == 0 { row[j] = 0 } }
         VectorMath.scale(row, by: 1 / sum, count: count)
+        return m + Foundation.log(sum)
     }
 
-    /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D). Uses `scratch` (workers × T × T).
-    /// Only the no-cache case (Tq == Tk) is needed for training. Work is split over (batch, kv head) so the
-    /// query heads that share a kv head accumulate into dk/dv on the same worker. Tiled like the forward, with
-    /// the products in `compute` as there.
+    /// A tile row's probabilities recomputed from its (capped) scores `row` over keys first..<end and its
+    /// log-sum-exp, into `p`: exp(score − lse) on the keys the forward's softmax saw (from `from`, up to `visible`,
+    /// mask 1), exactly 0 elsewhere — what the forward's softmaxRow produced, up to rounding.
+    @inline(__always)
+    static func recomputedRow(_ row: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>, first: Int, from: Int, visible: Int, end: Int,
+                              lse: Float, mask: UnsafePointer<Float>?) {
+        let lo = max(from, first), hi = min(visible, end)
+        guard lse < .infinity, hi > lo else { p.update(repeating: 0, count: end - first); return }
+        p.update(repeating: 0, count: lo - first)
+        (p + (hi - first)).update(repeating: 0, count: end - hi)
+        _ = VectorMath.expShifted(row + (lo - first), shift: lse, into: p + (lo - first), count: hi - lo)
+        if let mask { for j in lo..<hi where mask[j] == 0 { p[j - first] = 0 } }
+    }
+
+    /// Given dout (B, T, H·D), accumulates dq (B, T, H·D), dk, dv (B, T, K·D), recomputing each tile's probabilities
+    /// from Q, K, the key mask and the forward's `logSumExp` (B, H, T) — one more Q·Kᵀ product per tile instead of
+    /// (B, H, T, T) kept per layer. Only the no-cache case (Tq == Tk) is needed for training. Work is split over
+    /// (batch, kv head) so the query heads that share a kv head accumulate into dk/dv on the same worker; each worker
+    /// holds a tile's scores, probabilities and their gradient (3 × tile × T). Products in `compute` as the forward's.
     public static func backward(_ s: AttentionShape, dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                                v: UnsafePointer<Float>, segmentStarts: UnsafePointer<Int32>? = nil, compute: ComputePrecision,
-                                probabilities: UnsafePointer<Float>,
-                                dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
-                                scratch: UnsafeMutablePointer<Float>) {
+                                v: UnsafePointer<Float>, keyMask: UnsafePointer<Float>?, segmentStarts: UnsafePointer<Int32>? = nil,
+                                compute: ComputePrecision, logSumExp: UnsafePointer<Float>,
+                                dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
         precondition(s.start == 0)
         let (T, H, D) = (s.queryLength, s.heads, s.headDim)
         let qStride = H * D, kvStride = s.kvHeads * D, group = H / s.kvHeads
         let scale = s.scoreScale
         let K = s.kvHeads
         let path = Path(compute, queries: T, keys: T, headDim: D)
-        let slots = s.softcap == nil ? 4 : 5
-        Parallel.withSingleThreadedBLAS(s.batch * K) { worker, pairs in
-            let scores = scratch + worker * T * T
-            path.withScratch(slots: slots) { operands in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: s.softcap == nil ? 1 : tile * T) { cappedTile in   // (tile, T)
-                    let capped = cappedTile.baseAddress!
-                    let aScratch = path.aScratch(slots: slots, operands)
+        Parallel.withSingleThreadedBLAS(s.batch * K) { _, pairs in
+            path.withScratch(slots: 5) { operands in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * tile * T) { tiles in   // scores, P, dS: (tile, T) each
+                    let scoresTile = tiles.baseAddress!, pTile = scoresTile + tile * T, dsTile = pTile + tile * T
+                    let aScratch = path.aScratch(slots: 5, operands)
                     for pair in pairs {
                         let b = pair / K, kvh = pair % K
                         let kb = k + b * T * kvStride + kvh * D, dkb = dk + b * T * kvStride + kvh * D
                         let vb = v + b * T * kvStride + kvh * D, dvb = dv + b * T * kvStride + kvh * D
                         let valuesT = path.transposed(vb, ld: kvStride, rows: T, cols: D, slot: path.slot(0, operands))   // Vᵀ (D, T)
                         let keys = path.direct(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(1, operands))          // K (T, D)
-                        let keysT = s.softcap == nil ? nil
-                            : path.transposed(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(4, operands))         // Kᵀ (D, T)
+                        let keysT = path.transposed(kb, ld: kvStride, rows: T, cols: D, slot: path.slot(4, operands))     // Kᵀ (D, T)
                         let segments = segmentStarts.map { $0 + b * T }
+                        let mask = keyMask.map { $0 + b * T }
+                        let masked = mask.map { m in (0..<T).contains { m[$0] == 0 } } ?? false
                         for h in (kvh * group)..<((kvh + 1) * group) {
-                            let p = probabilities + (b * H + h) * T * T
+                            let lse = logSumExp + (b * H + h) * T
                             let dob = dout + b * T * qStride + h * D
                             let qb = q + b * T * qStride + h * D, dqb = dq + b * T * qStride + h * D
                             for t0 in stride(from: 0, to: T, by: tile) {
@@ -284,33 +305,37 @@ public enum Attention {
                                 let rows = min(tile, T - t0), end = t0 + rows
                                 let first = path.pairAligned(s.firstKey(t0, segment: segments.map { Int($0[t0]) } ?? 0))
                                 let n = end - first
-                                let pt = p + t0 * T + first, dst = scores + t0 * T + first, dot = dob + t0 * qStride
+                                // scores (rows, n) = scale · Q_tile · K[first..<end]ᵀ (capped), as the forward computed them;
+                                // P_tile = exp(scores − lse) on each row's visible keys, 0 elsewhere
+                                product(m: rows, n: n, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
+                                        b: keysT.from(column: first), accumulate: false, c: scoresTile, ldc: T, scratch: aScratch)
+                                if let cap = s.softcap { for t in 0..<rows { SoftCap.forward(scoresTile + t * T, count: n, cap: cap) } }
+                                for t in 0..<rows {
+                                    recomputedRow(scoresTile + t * T, into: pTile + t * T, first: first,
+                                                  from: s.firstKey(t0 + t, segment: segments.map { Int($0[t0 + t]) } ?? 0),
+                                                  visible: t0 + t + 1, end: end, lse: lse[t0 + t], mask: masked ? mask : nil)
+                                }
+                                let dot = dob + t0 * qStride
                                 let dO = path.direct(dot, ld: qStride, rows: rows, cols: D, slot: path.slot(2, operands))     // dO_tile (rows, D)
                                 // dV[first..<end] (n, D) += P_tileᵀ (n, rows) · dO_tile (rows, D)
-                                product(m: n, n: D, k: rows, a: pt, aRow: 1, aCol: T, b: dO, accumulate: true,
+                                product(m: n, n: D, k: rows, a: pTile, aRow: 1, aCol: T, b: dO, accumulate: true,
                                         c: dvb + first * kvStride, ldc: kvStride, scratch: aScratch)
                                 // dP_tile (rows, n) = dO_tile (rows, D) · V[first..<end]ᵀ
                                 product(m: rows, n: n, k: D, a: dot, aRow: qStride, aCol: 1, b: valuesT.from(column: first),
-                                        accumulate: false, c: dst, ldc: T, scratch: aScratch)
+                                        accumulate: false, c: dsTile, ldc: T, scratch: aScratch)
                                 // dS = P ∘ (dP − rowsum(dP ∘ P)), times the score scale (P is 0 outside the row's visible keys,
-                                // so dS is too: a row's later window start needs no special case)
-                                if let cap = s.softcap, let keysT {
-                                    // capped (rows, n) = cap · tanh(scale · Q_tile · K[first..<end]ᵀ / cap), as the forward computed it
-                                    product(m: rows, n: n, k: D, alpha: scale, a: qb + t0 * qStride, aRow: qStride, aCol: 1,
-                                            b: keysT.from(column: first), accumulate: false, c: capped, ldc: n, scratch: aScratch)
-                                    SoftCap.forward(capped, count: rows * n, cap: cap)
-                                }
+                                // so dS is too: a row's later window start needs no special case); with a cap, × 1 − (c / cap)²
                                 for t in 0..<rows {
-                                    let pr = pt + t * T, dr = dst + t * T, visible = t0 + t + 1 - first
+                                    let pr = pTile + t * T, dr = dsTile + t * T, visible = t0 + t + 1 - first
                                     VectorMath.softmaxBackward(pr, dr, scale: scale, count: visible)
-                                    if let cap = s.softcap { SoftCap.backward(dr, capped: capped + t * n, count: visible, cap: cap) }
+                                    if let cap = s.softcap { SoftCap.backward(dr, capped: scoresTile + t * T, count: visible, cap: cap) }
                                     (dr + visible).update(repeating: 0, count: n - visible)
                                 }
                                 // dQ_tile (rows, D) += dS_tile (rows, n) · K[first..<end];  dK[first..<end] += dS_tileᵀ · Q_tile
-                                product(m: rows, n: D, k: n, a: dst, aRow: T, aCol: 1, b: keys.from(row: first), accumulate: true,
+                                product(m: rows, n: D, k: n, a: dsTile, aRow: T, aCol: 1, b: keys.from(row: first), accumulate: true,
                                         c: dqb + t0 * qStride, ldc: qStride, scratch: aScratch)
                                 let qTile = path.direct(qb + t0 * qStride, ld: qStride, rows: rows, cols: D, slot: path.slot(3, operands))
-                                product(m: n, n: D, k: rows, a: dst, aRow: 1, aCol: T, b: qTile, accumulate: true,
+                                product(m: n, n: D, k: rows, a: dsTile, aRow: 1, aCol: T, b: qTile, accumulate: true,
                                         c: dkb + first * kvStride, ldc: kvStride, scratch: aScratch)
                             }
                         }

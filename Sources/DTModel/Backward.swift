@@ -122,9 +122,8 @@ extension LlamaModel {
                                    softcap: c.architecture.attentionSoftcap)
         Profile.measure("backward attention") {
             Attention.backward(shape, dout: g.attention.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
-                               segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
-                               probabilities: a.probabilities.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer,
-                               scratch: g.scores.pointer)
+                               keyMask: UnsafePointer(ws.mask.pointer), segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) },
+                               compute: compute, logSumExp: a.logSumExp.pointer, dq: g.q.pointer, dk: g.k.pointer, dv: g.v.pointer)
         }
         Profile.measure("backward rope") {
             table.apply(g.q.pointer, rows: N, heads: c.heads, positions: ws.positions.baseAddress!, inverse: true)

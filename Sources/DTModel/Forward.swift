@@ -70,7 +70,7 @@ extension LlamaModel {
                               v: cache.map { UnsafePointer($0.values[l].pointer) } ?? UnsafePointer(a.v.pointer),
                               keyMask: cache == nil ? UnsafePointer(ws.mask.pointer) : nil,
                               segmentStarts: ws.segmentStarts.map { UnsafePointer($0.baseAddress!) }, compute: compute,
-                              probabilities: cache?.probabilities.pointer ?? a.probabilities.pointer, out: a.attention.pointer)
+                              logSumExp: cache == nil ? a.logSumExp.pointer : nil, out: a.attention.pointer)
         }
         addOutput(l, .o, a.attention.pointer, x: x, norm: w.postAttentionNorm, out: a.attentionOut, rstd: a.rstdPostAttention, a, ws, adapter)
         Profile.measure("forward norm") {
@@ -168,13 +168,11 @@ public final class KVCache {
     public let capacity: Int
     public var length = 0
     public let keys: [FloatBuffer], values: [FloatBuffer]
-    let probabilities: FloatBuffer   // (H, Tq, capacity) scratch
 
-    public init(model: LlamaModel, capacity: Int, maxQuery: Int) {
+    public init(model: LlamaModel, capacity: Int) {
         let c = model.config
         self.capacity = capacity
         keys = (0..<c.layers).map { _ in FloatBuffer(count: capacity * c.kvHeads * c.headDim) }
         values = (0..<c.layers).map { _ in FloatBuffer(count: capacity * c.kvHeads * c.headDim) }
-        probabilities = FloatBuffer(count: c.heads * maxQuery * capacity)
     }
 }

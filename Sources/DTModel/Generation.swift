@@ -86,7 +86,7 @@ public final class Generator {
         self.adapter = adapter
         self.capacity = min(capacity + (adapter?.virtualTokens ?? 0), model.rope.maxPositions)
         let chunk = max(chunk, (adapter?.virtualTokens ?? 0) + 1)
-        cache = KVCache(model: model, capacity: self.capacity, maxQuery: chunk)
+        cache = KVCache(model: model, capacity: self.capacity)
         workspace = ForwardWorkspace(model: model, batch: 1, length: chunk, withLogits: false)
         logits = FloatBuffer(count: model.config.vocabSize)
     }

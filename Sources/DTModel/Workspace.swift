@@ -13,7 +13,7 @@ public final class LayerActivations {
     public let rstdQ: FloatBuffer          // (N·H)
     public let rstdK: FloatBuffer          // (N·K)
     public let v: FloatBuffer              // (N, K·D)
-    public let probabilities: FloatBuffer  // (B, H, T, T)
+    public let logSumExp: FloatBuffer      // (B, H, T) per query row, from which backward recomputes the probabilities
     public let attention: FloatBuffer      // (N, H·D) before o_proj
     public let middle: FloatBuffer         // (N, C) residual stream after attention
     public let norm2: FloatBuffer          // (N, C)
@@ -40,7 +40,7 @@ public final class LayerActivations {
         let qkNorm = c.architecture.qkNorm ? 1 : 0
         qRaw = FloatBuffer(count: qkNorm * n * c.heads * c.headDim); kRaw = FloatBuffer(count: qkNorm * n * c.kvHeads * c.headDim)
         rstdQ = FloatBuffer(count: qkNorm * n * c.heads); rstdK = FloatBuffer(count: qkNorm * n * c.kvHeads)
-        probabilities = FloatBuffer(count: batch * c.heads * length * length)
+        logSumExp = FloatBuffer(count: batch * c.heads * length)
         attention = FloatBuffer(count: n * c.heads * c.headDim)
         middle = FloatBuffer(count: n * c.hiddenSize); norm2 = FloatBuffer(count: n * c.hiddenSize); rstd2 = FloatBuffer(count: n)
         gate = FloatBuffer(count: n * c.intermediateSize); up = FloatBuffer(count: n * c.intermediateSize)
@@ -48,7 +48,7 @@ public final class LayerActivations {
     }
 
     var bytes: Int {
-        [norm1, rstd1, q, k, v, qRaw, kRaw, rstdQ, rstdK, probabilities, attention, middle, norm2, rstd2, gate, up, hidden,
+        [norm1, rstd1, q, k, v, qRaw, kRaw, rstdQ, rstdK, logSumExp, attention, middle, norm2, rstd2, gate, up, hidden,
          attentionOut, mlpOut, rstdPostAttention, rstdPostMLP, normedOut].reduce(0) { $0 + $1.count * 4 }
     }
 }
@@ -69,7 +69,6 @@ public final class GradientBuffers {
     public let sandwich: FloatBuffer    // (N, C)
     public let gate: FloatBuffer        // (N, I)
     public let up: FloatBuffer          // (N, I)
-    public let scores: FloatBuffer      // (workers, T, T)
 
     init(_ c: LlamaConfig, batch: Int, length: Int) {
         let n = batch * length
@@ -80,7 +79,7 @@ public final class GradientBuffers {
         qRaw = FloatBuffer(count: qkNorm * n * c.heads * c.headDim); kRaw = FloatBuffer(count: qkNorm * n * c.kvHeads * c.headDim)
         sandwich = FloatBuffer(count: (c.architecture.sandwichNorms ? 1 : 0) * n * c.hiddenSize)
         hidden = FloatBuffer(count: n * c.intermediateSize); gate = FloatBuffer(count: n * c.intermediateSize)
-        up = FloatBuffer(count: n * c.intermediateSize); scores = FloatBuffer(count: max(1, Parallel.workers) * length * length)
+        up = FloatBuffer(count: n * c.intermediateSize)
     }
 }
 
@@ -229,12 +228,14 @@ public final class ForwardWorkspace {
         let HD = Double(c.heads * c.headDim), KD = Double(c.kvHeads * c.headDim), L = Double(c.layers)
         let training = mode != .inference, keepAll = mode == .training(recompute: false)
         let qkNorm = c.architecture.qkNorm ? 1.0 : 0.0
-        let layer = n * (4 * C + 2 * HD + 2 * KD + 3 * I + 2) + B * Double(c.heads) * T * T
+        let layer = n * (4 * C + 2 * HD + 2 * KD + 3 * I + 2) + B * Double(c.heads) * T
             + qkNorm * n * (HD + KD + Double(c.heads + c.kvHeads))
             + (c.architecture.sandwichNorms ? n * (3 * C + 2) : 0)
         var floats = (keepAll ? L : 1) * layer + (training ? L * n * C : 0) + n * (2 * C + 2)
         floats += withLogits ? n * (V + C) : 0
-        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + Double(max(1, Parallel.workers)) * T * T + qkNorm * n * (HD + KD)
+        // attention's per-worker tiles: (tile, T) of probabilities in forward, 3 × (tile, T) in backward
+        floats += Double(max(1, Parallel.workers)) * Double(Attention.tile) * T * (training ? 3 : 1)
+        if training { floats += n * (2 * C + 2 * HD + 2 * KD + 3 * I) + qkNorm * n * (HD + KD)
             + (c.architecture.sandwichNorms ? n * C : 0) }
         let scratch = model.productScratchElements(rows: batch * length)
         let scratchBytes = Double(scratch.weights) * (model.compute == .bf16 ? 6 : 4) + Double(scratch.input) * 2

@@ -117,7 +117,7 @@ final class RunSafetyTests: XCTestCase {
         XCTAssertEqual(metrics.count, 2, "only the new run's steps")
     }
 
-    /// Invariant: a workspace that cannot fit (1024 × 4096-token rows: ~280 GB of attention probabilities) is
+    /// Invariant: a workspace that cannot fit (16384 × 4096-token rows: hundreds of GB even recomputing every layer) is
     /// refused before it is allocated, with the estimate and the keys that reduce it, and nothing is written.
     func testRunThatCannotFitIsRefusedWithTheEstimate() throws {
         let dir = TinyModel.writeWithTokenizer(seed: 3)
@@ -127,18 +127,18 @@ final class RunSafetyTests: XCTestCase {
         try String(repeating: "the sun and the rain ", count: 400).write(toFile: dir + "/long.txt", atomically: true, encoding: .utf8)
         let out = temporaryDirectory()
         let r = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "4096",
-                                       "--micro-batch-size", "1024", "--batch-size", "1024", "--threads", "1", "--compute", "fp32"])
+                                       "--micro-batch-size", "16384", "--batch-size", "16384", "--threads", "1", "--compute", "fp32"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertFalse(r.signalled)
         // recompute: auto (the default) has already turned recomputation on, so it is not among the advice
-        for f in ["recompute: auto → true: keeping every layer's activations for 1024 × 4096 tokens would take about",
-                  "memory: the training workspace (1024 × 4096 tokens) needs about", "GiB per rank", "is available", "micro_batch_size (now 1024)",
+        for f in ["recompute: auto → true: keeping every layer's activations for 16384 × 4096 tokens would take about",
+                  "memory: the training workspace (16384 × 4096 tokens) needs about", "GiB per rank", "is available", "micro_batch_size (now 16384)",
                   "method: qlora", "placement: sharded"] {
             XCTAssertTrue(r.stderr.contains(f), "lacks \(f): \(r.stderr)")
         }
         XCTAssertFalse(r.stderr.contains("recompute: true,"), r.stderr)
         let kept = try DTrainProcess.run(["train", "--model", dir, "--data", dir + "/long.txt", "--output", out, "--max-length", "4096",
-                                          "--micro-batch-size", "1024", "--batch-size", "1024", "--threads", "1", "--compute", "fp32",
+                                          "--micro-batch-size", "16384", "--batch-size", "16384", "--threads", "1", "--compute", "fp32",
                                           "--recompute", "false"])
         XCTAssertEqual(kept.status, 1, kept.stderr)
         XCTAssertTrue(kept.stderr.contains("recompute: true, method: qlora"), "advice names recompute when it is off: \(kept.stderr)")

@@ -79,12 +79,13 @@ final class AttentionBF16Tests: XCTestCase {
         defer { segments?.deallocate() }
         if let starts, let segments { _ = segments.initialize(from: starts) }
         let segmentStarts = segments.map { UnsafePointer($0.baseAddress!) }
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: segmentStarts, compute: compute, probabilities: &p, out: &out)
+        var lse = [Float](repeating: .nan, count: s.batch * s.heads * s.queryLength)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, segmentStarts: segmentStarts, compute: compute, logSumExp: &lse,
+                          probabilities: &p, out: &out)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
         if s.start == 0 {
-            var scratch = [Float](repeating: 0, count: max(1, Parallel.workers) * s.queryLength * s.queryLength)
-            Attention.backward(s, dout: r, q: q, k: k, v: v, segmentStarts: segmentStarts, compute: compute, probabilities: p,
-                               dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+            Attention.backward(s, dout: r, q: q, k: k, v: v, keyMask: mask, segmentStarts: segmentStarts, compute: compute, logSumExp: lse,
+                               dq: &dq, dk: &dk, dv: &dv)
         }
         return Run(out: out, p: p, dq: dq, dk: dk, dv: dv)
     }

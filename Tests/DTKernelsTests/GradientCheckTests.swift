@@ -96,7 +96,7 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// Attention backward (GQA: 4 query heads over 2 kv heads, causal, batch 2) against finite differences
-    /// for q, k and v.
+    /// for q, k and v — the backward recomputing the probabilities from the forward's log-sum-exp.
     func testAttentionBackward() {
         var rng = Rand(s: 4)
         let s = AttentionShape(batch: 2, queryLength: 5, keyLength: 5, heads: 4, kvHeads: 2, headDim: 4)
@@ -108,11 +108,10 @@ final class GradientCheckTests: XCTestCase {
             Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return dot(out, r)
         }
-        var p = [Float](repeating: 0, count: 2 * 4 * 25), out = [Float](repeating: 0, count: qn)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var lse = [Float](repeating: 0, count: 2 * 4 * 5), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: &lse, out: &out)
         var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
-        var scratch = [Float](repeating: 0, count: 25)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: lse, dq: &dq, dk: &dk, dv: &dv)
         XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
@@ -213,11 +212,10 @@ final class GradientCheckTests: XCTestCase {
             Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return dot(out, r)
         }
-        var p = [Float](repeating: 0, count: 2 * 4 * 49), out = [Float](repeating: 0, count: qn)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var lse = [Float](repeating: 0, count: 2 * 4 * 7), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: &lse, out: &out)
         var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
-        var scratch = [Float](repeating: 0, count: max(1, Parallel.workers) * 49)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: lse, dq: &dq, dk: &dk, dv: &dv)
         XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 1e-3) { f($0, k, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dk, numericGradient(k, eps: 1e-3) { f(q, $0, v) }), 1e-3)
         XCTAssertLessThan(relativeError(dv, numericGradient(v, eps: 1e-3) { f(q, k, $0) }), 1e-3)
@@ -251,11 +249,10 @@ final class GradientCheckTests: XCTestCase {
             Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return dot(out, r)
         }
-        var p = [Float](repeating: 0, count: pn), out = [Float](repeating: 0, count: qn)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var lse = [Float](repeating: 0, count: 2 * 2 * 70), out = [Float](repeating: 0, count: qn)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: &lse, out: &out)
         var dq = [Float](repeating: 0, count: qn), dk = [Float](repeating: 0, count: kn), dv = dk
-        var scratch = [Float](repeating: 0, count: max(1, Parallel.workers) * 70 * 70)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: lse, dq: &dq, dk: &dk, dv: &dv)
         // fp32 rounding, not truncation, limits these differences (measured: dk 1.2e-3 at h = 1e-3, 1.5e-4 at 8e-3,
         // dq flat at 5.5e-5 from 4e-3 to 8e-3), so the step is larger than the other attention checks'.
         XCTAssertLessThan(relativeError(dq, numericGradient(q, eps: 8e-3) { f($0, k, v) }), 1e-3)
@@ -264,8 +261,8 @@ final class GradientCheckTests: XCTestCase {
         // the cap's factor 1 − (c / cap)² must matter here: dropping it (the uncapped backward) is far off
         var uncapped = s; uncapped.softcap = nil
         var dqPlain = [Float](repeating: 0, count: qn), dkPlain = [Float](repeating: 0, count: kn), dvPlain = dkPlain
-        Attention.backward(uncapped, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dqPlain, dk: &dkPlain, dv: &dvPlain,
-                           scratch: &scratch)
+        Attention.backward(uncapped, dout: r, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: lse,
+                           dq: &dqPlain, dk: &dkPlain, dv: &dvPlain)
         XCTAssertGreaterThan(relativeError(dqPlain, dq), 1e-1)
     }
 }

@@ -182,11 +182,10 @@ final class TiledKernelTests: XCTestCase {
             Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
             return out.indices.reduce(0.0) { $0 + Double(out[$1]) * Double(r[$1]) }
         }
-        var p = [Float](repeating: 0, count: 2 * T * T), out = [Float](repeating: 0, count: q.count)
-        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, probabilities: &p, out: &out)
+        var lse = [Float](repeating: 0, count: 2 * T), out = [Float](repeating: 0, count: q.count)
+        Attention.forward(s, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: &lse, out: &out)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
-        var scratch = [Float](repeating: 0, count: 2 * T * T)
-        Attention.backward(s, dout: r, q: q, k: k, v: v, compute: .fp32, probabilities: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch)
+        Attention.backward(s, dout: r, q: q, k: k, v: v, keyMask: mask, compute: .fp32, logSumExp: lse, dq: &dq, dk: &dk, dv: &dv)
         func check(_ x: [Float], _ analytic: [Float], _ name: String, _ eval: ([Float]) -> Double) {
             for i in stride(from: 1, to: x.count, by: 7) {
                 var plus = x, minus = x

@@ -189,7 +189,7 @@ final class FamilyTests: XCTestCase {
         let full = ForwardWorkspace(model: model, batch: 1, length: tokens.count)
         full.load([tokens])
         model.forward(full)
-        let cache = KVCache(model: model, capacity: tokens.count, maxQuery: 4)
+        let cache = KVCache(model: model, capacity: tokens.count)
         let ws = ForwardWorkspace(model: model, batch: 1, length: 4, withLogits: false)
         var row = [Float](repeating: 0, count: V)
         var done = 0, maxDiff: Float = 0
