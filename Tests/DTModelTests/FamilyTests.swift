@@ -132,6 +132,31 @@ final class FamilyTests: XCTestCase {
         try assertCachedLogitsMatchRecompute(try LlamaModel(source: ModelSource(path: f.model)))
     }
 
+    /// Invariant: QLoRA's bases work on Phi-3's fused tensors: the GGUF kept as stored (BF16 blocks, each projection a
+    /// row range of attn_qkv / ffn_up, dequantized per use) gives the fp32 base's logits, and NF4 quantized at load
+    /// from the HF shards stays within NF4's error of them, as for an unfused family (a wrong row range would be off
+    /// by the logits' own size).
+    func testPhi3QuantizedBasesMatchFP32() throws {
+        let f = try FamilyFixture("phi3")
+        let ids: [Int32] = [3, 17, 42, 5, 50, 11, 9, 7, 60, 2, 33, 21]
+        func logits(_ path: String, _ precision: WeightPrecision) throws -> [Float] {
+            let model = try LlamaModel(source: ModelSource(path: path), precision: precision)
+            let ws = ForwardWorkspace(model: model, batch: 1, length: ids.count)
+            ws.load([ids])
+            model.forward(ws)
+            return ws.logits.array
+        }
+        let reference = try logits(f.gguf, .fp32)
+        XCTAssertLessThanOrEqual(zip(try logits(f.gguf, .asStored), reference).map { abs($0 - $1) }.max()!, 1e-4, "as stored")
+        let nf4 = try logits(f.model, .nf4)
+        var diff: Float = 0, norm: Float = 0
+        for (a, b) in zip(nf4, reference) { diff += (a - b) * (a - b); norm += b * b }
+        // NF4 moves these tiny random models' logits by 0.31 (qwen3), 0.35 (phi3) and 0.40 (mistral, the same shapes
+        // unfused) relative; unrelated logits of the same size would differ by about √2.
+        XCTAssertLessThan((diff / norm).squareRoot(), 0.6, "NF4")
+        XCTAssertGreaterThan((diff / norm).squareRoot(), 0, "NF4 rounds")
+    }
+
     /// Invariant: LongRoPE (Phi-3.5-mini, the 128k-context Phi-3), scaled down to an original context of 16 of 64:
     /// a 24-token batch uses the long factors and the attention factor √(1 + ln 4 / ln 16), 12 tokens alone the short
     /// ones — dtrain picks per pass by the largest position as transformers does — giving transformers' logits
