@@ -130,9 +130,15 @@ extension LlamaConfig {
             guard let d = value.double, d.isFinite else { throw FormatError.key(file, "\(arch).\(key)", "expected a finite number, found \(value)") }
             return Float(d)
         }
-        family.resolveGGUFWindow(layers: try int("block_count"))
+        // The layer count sizes per-layer lists below: checked before anything is allocated by it (fuzzing found a
+        // 2-billion-layer header that asked for gigabytes here).
+        let layers = try int("block_count")
+        guard (1...(1 << 24)).contains(layers) else {
+            throw FormatError.key(file, "\(arch).block_count", "expected a positive size (at most \(1 << 24)), found \(layers)")
+        }
+        family.resolveGGUFWindow(layers: layers)
         if let p = gguf.metadata["\(arch).attention.sliding_window_pattern"] {   // a period, or true = windowed per layer
-            let layers = try int("block_count"), key = "\(arch).attention.sliding_window_pattern"
+            let key = "\(arch).attention.sliding_window_pattern"
             if let n = p.int, n >= 1 {
                 family.windowedLayers = .listed((0..<layers).map { ($0 + 1) % n != 0 })
             } else if let flags = p.array?.compactMap(\.bool), flags.count == layers, p.array?.count == layers {
