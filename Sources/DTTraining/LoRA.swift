@@ -38,6 +38,9 @@ public final class LoRAAdapter: ModelAdapter {
         let inFeatures: Int, outFeatures: Int
         var saved: FloatBuffer   // u = dropout(x) · Aᵀ  (rows, r), kept for backward
         let tag: UInt64
+        /// A fused module's later part (k, v; up): its A, input and dropout mask are the first part's, which the
+        /// model runs just before on the same x, so it reuses that part's u (`saved` is the same buffer).
+        let reusesFirstPart: Bool
     }
     private var slots: [Int: Slot] = [:]   // key: layer · 8 + projection index
     // Row scratch, sized by `reserve(for:)` from the workspace the model runs (rows = its capacity).
@@ -109,7 +112,7 @@ public final class LoRAAdapter: ModelAdapter {
                                          b: .init(name: b.name, shape: [outF, r], offset: b.offset + start * r),
                                          magnitude: m.map { .init(name: $0.name, shape: [outF], offset: $0.offset + start) },
                                          inFeatures: inF, outFeatures: outF, saved: FloatBuffer(count: 0),
-                                         tag: UInt64(maskKey) &* 0x9E37_79B9_7F4A_7C15)
+                                         tag: UInt64(maskKey) &* 0x9E37_79B9_7F4A_7C15, reusesFirstPart: maskKey != Self.key(l, p))
             maxIn = max(maxIn, inF)
         }
         self.maxIn = maxIn
@@ -153,7 +156,10 @@ public final class LoRAAdapter: ModelAdapter {
         let rows = workspace.maxRows
         if rows > reservedRows {
             reservedRows = rows
-            for k in slots.keys { slots[k]!.saved = FloatBuffer(count: rows * options.rank) }
+            for k in slots.keys where !slots[k]!.reusesFirstPart { slots[k]!.saved = FloatBuffer(count: rows * options.rank) }
+            for (k, s) in slots where s.reusesFirstPart {   // a fused module's parts share the first part's u
+                slots[k]!.saved = slots.first { !$0.value.reusesFirstPart && $0.value.a == s.a }!.value.saved
+            }
             scratchInput = FloatBuffer(count: options.dropout > 0 ? rows * maxIn : 0)
             scratchU = FloatBuffer(count: rows * options.rank)
         }
@@ -197,10 +203,11 @@ public final class LoRAAdapter: ModelAdapter {
         let s = slots[Self.key(layer, p)]!
         let r = options.rank
         precondition(rows <= reservedRows, "LoRA forward over \(rows) rows, but reserve(for:) made room for \(reservedRows)")
-        let xd = dropped(x, s, rows: rows)
-        // u (rows, r) = xd (rows, in) · Aᵀ;  y (rows, out) += scale · u · Bᵀ
+        // u (rows, r) = xd (rows, in) · Aᵀ (a fused module's first part's u for its later parts);  y (rows, out) += scale · u · Bᵀ
         // (DoRA: y is its saved product z = x · Wᵀ, which the choke point then scales by m / ‖W + s·B·A‖ into the output)
-        BLAS.linear(xd, arena.value(s.a), s.saved.pointer, rows: rows, inFeatures: s.inFeatures, outFeatures: r)
+        if !s.reusesFirstPart {
+            BLAS.linear(dropped(x, s, rows: rows), arena.value(s.a), s.saved.pointer, rows: rows, inFeatures: s.inFeatures, outFeatures: r)
+        }
         BLAS.gemm(.noTrans, .trans, m: rows, n: s.outFeatures, k: r, alpha: options.scale, a: s.saved.pointer, lda: r,
                   b: arena.value(s.b), ldb: r, beta: 1, c: y, ldc: s.outFeatures)
         dora?.filled(Self.key(layer, p))
