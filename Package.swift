@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(name: "dtrain", dependencies: ["DTCommands", "DTKernels"], swiftSettings: release),
         .target(name: "DTFuzz", dependencies: ["DTCommands", "DTRuns", "DTFormats", "DTModel", "DTTokenizer", "DTTraining"], swiftSettings: release),
         .executableTarget(name: "dtrain-fuzz", dependencies: ["DTFuzz"], swiftSettings: release),
-        .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel", "DTTraining"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["DTFormats", "DTModel", "DTParallel", "DTTraining"], path: "Tests/TestSupport"),
         .testTarget(name: "DTFormatsTests", dependencies: ["DTFormats", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DTKernelsTests", dependencies: ["DTKernels"]),

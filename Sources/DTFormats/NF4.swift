@@ -43,12 +43,17 @@ public enum NF4 {
     }()
 
     /// Index of the nearest entry of a sorted table (first of equals, as argmin).
+    /// A binary search for the first entry above x, then the closer neighbour; walking left over equal distances
+    /// gives argmin's first index also for ties and equal entries.
     @inline(__always) static func nearest(_ x: Float, _ table: [Float]) -> Int {
-        var best = 0, bestDistance = Float.infinity
-        for (i, v) in table.enumerated() {
-            let d = abs(x - v)
-            if d < bestDistance { bestDistance = d; best = i }
+        guard !x.isNaN else { return 0 }   // every distance is NaN: argmin keeps the first
+        var lo = 0, hi = table.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if table[mid] <= x { lo = mid + 1 } else { hi = mid }
         }
+        var best = lo == table.count || (lo > 0 && abs(x - table[lo - 1]) <= abs(x - table[lo])) ? lo - 1 : lo
+        while best > 0 && abs(x - table[best - 1]) == abs(x - table[best]) { best -= 1 }
         return best
     }
 
@@ -76,16 +81,42 @@ public enum NF4 {
         }
     }
 
-    /// Quantizes `values` (count a multiple of 64).
-    public static func quantize(_ values: UnsafePointer<Float>, count: Int) -> Tensor {
+    /// Quantizes `values` (count a multiple of 64). `split(blocks, body)` may run body over parts of 0..<blocks
+    /// concurrently (the model's loader passes its workers); the result does not depend on how it splits.
+    public static func quantize(_ values: UnsafePointer<Float>, count: Int,
+                                split: (Int, (Range<Int>) -> Void) -> Void = { $1(0..<$0) }) -> Tensor {
         precondition(count % blockSize == 0, "NF4 needs a multiple of \(blockSize) weights")
         let blocks = count / blockSize
         var absmax = [Float](repeating: 0, count: blocks)
         var codes = [UInt8](repeating: 0, count: count / 2)
+        absmax.withUnsafeMutableBufferPointer { a in
+            codes.withUnsafeMutableBufferPointer { c in
+                let (a, c) = (a.baseAddress!, c.baseAddress!)
+                split(blocks) { range in
+                    let first = values + range.lowerBound * blockSize
+                    blockAbsmax(first, blocks: range.count, into: a + range.lowerBound)
+                    encode(first, blocks: range.count, absmax: a + range.lowerBound, into: c + range.lowerBound * blockSize / 2)
+                }
+            }
+        }
+        let scales = doubleQuantize(absmax)
+        return Tensor(count: count, codes: codes, quantizedAbsmax: scales.quantized, nestedAbsmax: scales.nested, offset: scales.offset)
+    }
+
+    /// The absmax of each of `blocks` blocks of 64 values.
+    public static func blockAbsmax(_ values: UnsafePointer<Float>, blocks: Int, into absmax: UnsafeMutablePointer<Float>) {
         for b in 0..<blocks {
             var m: Float = 0
             for j in 0..<blockSize { m = max(m, abs(values[b * blockSize + j])) }
             absmax[b] = m
+        }
+    }
+
+    /// The packed NF4 codes (blocks · 32 bytes) of `blocks` blocks of 64 values with their absmax.
+    public static func encode(_ values: UnsafePointer<Float>, blocks: Int, absmax: UnsafePointer<Float>,
+                              into codes: UnsafeMutablePointer<UInt8>) {
+        for b in 0..<blocks {
+            let m = absmax[b]
             let inverse = m > 0 ? 1 / m : 0   // bitsandbytes scales by the reciprocal, then clamps to [-1, 1]
             for j in stride(from: 0, to: blockSize, by: 2) {
                 let hi = code(min(max(values[b * blockSize + j] * inverse, -1), 1))
@@ -93,7 +124,12 @@ public enum NF4 {
                 codes[(b * blockSize + j) / 2] = UInt8(hi << 4 | lo)
             }
         }
-        // Double quantization of the absmax values.
+    }
+
+    /// Double quantization of a whole tensor's block absmax values: offset = their mean, then (absmax − offset)
+    /// to 8-bit codes of the signed dynamic map, one fp32 scale per 256 blocks.
+    public static func doubleQuantize(_ absmax: [Float]) -> (quantized: [UInt8], nested: [Float], offset: Float) {
+        let blocks = absmax.count
         var sum = 0.0
         for a in absmax { sum += Double(a) }
         let offset = Float(sum / Double(blocks))
@@ -107,7 +143,7 @@ public enum NF4 {
             nested[nb] = m
             for i in range { q[i] = UInt8(nearest((absmax[i] - offset) / (m > 0 ? m : 1), dynamicMap)) }
         }
-        return Tensor(count: count, codes: codes, quantizedAbsmax: q, nestedAbsmax: nested, offset: offset)
+        return (q, nested, offset)
     }
 
     /// The fp32 block scales (count / 64) recovered from the double quantization.

@@ -9,10 +9,30 @@
 import DTFormats
 import Foundation
 
+/// A bitsandbytes NF4 weight as found in its checkpoint: the scales read, the codes left in the mapped file (a
+/// sharded rank copies only its share of them).
+public struct BitsandbytesWeight {
+    /// The double-quantized block scales; `codes` empty.
+    public var scales: NF4.Tensor
+    /// The packed codes (count / 2 bytes) in the mapped file.
+    public let codes: UnsafeRawBufferPointer
+    let file: SafetensorsFile
+
+    /// The whole weight, codes copied.
+    public var tensor: NF4.Tensor {
+        var t = scales
+        t.codes = [UInt8](codes)
+        return t
+    }
+
+    /// Drops the resident pages of the codes in the mapped file (once copied).
+    func releaseResidentPages() { file.mapped.releaseResidentPages(of: codes) }
+}
+
 extension ModelSource {
     /// The NF4 + double-quantization weight `name` (rows, cols) of a bitsandbytes checkpoint, or nil if `name`
     /// is stored in an ordinary dtype.
-    public func bitsandbytesNF4(_ name: String, rows: Int, cols: Int) throws -> NF4.Tensor? {
+    public func bitsandbytesNF4(_ name: String, rows: Int, cols: Int) throws -> BitsandbytesWeight? {
         guard gguf == nil else { return nil }
         if let fp4 = try safetensor("\(name).quant_state.bitsandbytes__fp4") {
             throw FormatError.key(fp4.file.path, fp4.tensor.name, "bitsandbytes FP4 weights are not supported (expected nf4)")
@@ -47,10 +67,13 @@ extension ModelSource {
         guard zip(dynamic, NF4.dynamicMap).allSatisfy({ abs($0 - $1) <= 1e-6 }) else {
             throw fail(nestedMap.tensor.name, "expected bitsandbytes' signed dynamic map")
         }
-        return NF4.Tensor(count: n, codes: try bytes(codes, name: name, count: n / 2),
-                          quantizedAbsmax: try bytes(absmax, name: absmax.tensor.name, count: blocks),
-                          nestedAbsmax: try floats(nested, count: (blocks + NF4.nestedBlockSize - 1) / NF4.nestedBlockSize),
-                          offset: offset.floatValue)
+        guard codes.tensor.dtype == .u8, codes.tensor.elementCount == n / 2 else {
+            throw FormatError.key(codes.file.path, name, "expected U8 with \(n / 2) elements, found \(codes.tensor.dtype.rawValue) \(codes.tensor.shape)")
+        }
+        let scales = NF4.Tensor(count: n, codes: [], quantizedAbsmax: try bytes(absmax, name: absmax.tensor.name, count: blocks),
+                                nestedAbsmax: try floats(nested, count: (blocks + NF4.nestedBlockSize - 1) / NF4.nestedBlockSize),
+                                offset: offset.floatValue)
+        return BitsandbytesWeight(scales: scales, codes: codes.file.data(of: codes.tensor), file: codes.file)
     }
 
     private func bytes(_ t: (file: SafetensorsFile, tensor: SafetensorsTensor), name: String, count: Int?) throws -> [UInt8] {

@@ -95,23 +95,8 @@ public final class FrozenMatrix {
         switch storage {
         case .bf16(let b):
             out.update(from: b.pointer, count: rows * cols)
-        case .quantized(let type, let raw, _):
-            let rowBytes = type.byteCount(elements: cols)!
-            let vector = CPUFeatures.avx512BF16 && (type == .q4_1 || type == .q8_0)
-            Parallel.ranges(rows, minimumPerWorker: 32) { _, range in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { row in
-                    for stored in range {
-                        let source = raw + stored * rowBytes, target = out + hfRow(stored) * cols
-                        if vector {
-                            if type == .q4_1 { BF16.fromQ4_1(source, blocks: cols / type.blockSize, into: target) }
-                            else { BF16.fromQ8_0(source, blocks: cols / type.blockSize, into: target) }
-                        } else {
-                            Dequantize.run(type, source, row.baseAddress!, count: cols)
-                            BF16.convertHere(row.baseAddress!, into: target, count: cols)
-                        }
-                    }
-                }
-            }
+        case .quantized:
+            denseBF16Rows(0..<rows, into: out)
         case .nf4(let t):
             t.codes.withUnsafeBufferPointer { Self.dequantizeNF4(t, codes: $0.baseAddress!, intoBF16: out) }
         case .dense(let b):
@@ -170,15 +155,43 @@ public final class FrozenMatrix {
             out.update(from: b.pointer, count: rows * cols)
         case .bf16(let b):
             BF16.toFloat(b.pointer, into: out, count: rows * cols)
-        case .quantized(let type, let raw, _):
-            let rowBytes = type.byteCount(elements: cols)!
-            Parallel.ranges(rows, minimumPerWorker: 32) { _, range in
-                for stored in range { Dequantize.run(type, raw + stored * rowBytes, out + hfRow(stored) * cols, count: cols) }
-            }
+        case .quantized:
+            denseRows(0..<rows, into: out)
         case .nf4(let t):
             t.codes.withUnsafeBufferPointer { Self.dequantizeNF4(t, codes: $0.baseAddress!, into: out) }
         case .sharded(let p):
             p.dense(rows: rows, cols: cols, into: out)
+        }
+    }
+
+    /// HF rows `hfRows` of stored blocks as fp32, (hfRows.count, cols) into `out`: only their stored rows are read.
+    func denseRows(_ hfRows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        guard case .quantized(let type, let raw, _) = storage else { preconditionFailure("denseRows reads stored blocks") }
+        let rowBytes = type.byteCount(elements: cols)!
+        Parallel.ranges(hfRows.count, minimumPerWorker: 32) { _, range in
+            for i in range { Dequantize.run(type, raw + storedRow(hfRows.lowerBound + i) * rowBytes, out + i * cols, count: cols) }
+        }
+    }
+
+    /// HF rows `hfRows` of stored blocks rounded to bf16, (hfRows.count, cols) into `out`, a row at a time through a
+    /// cache-sized buffer (Q4_1 and Q8_0 straight to bf16 with AVX512-BF16): no fp32 copy of the whole is made.
+    func denseBF16Rows(_ hfRows: Range<Int>, into out: UnsafeMutablePointer<UInt16>) {
+        guard case .quantized(let type, let raw, _) = storage else { preconditionFailure("denseBF16Rows reads stored blocks") }
+        let rowBytes = type.byteCount(elements: cols)!
+        let vector = CPUFeatures.avx512BF16 && (type == .q4_1 || type == .q8_0)
+        Parallel.ranges(hfRows.count, minimumPerWorker: 32) { _, range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { row in
+                for i in range {
+                    let source = raw + storedRow(hfRows.lowerBound + i) * rowBytes, target = out + i * cols
+                    if vector {
+                        if type == .q4_1 { BF16.fromQ4_1(source, blocks: cols / type.blockSize, into: target) }
+                        else { BF16.fromQ8_0(source, blocks: cols / type.blockSize, into: target) }
+                    } else {
+                        Dequantize.run(type, source, row.baseAddress!, count: cols)
+                        BF16.convertHere(row.baseAddress!, into: target, count: cols)
+                    }
+                }
+            }
         }
     }
 
@@ -195,7 +208,10 @@ public final class FrozenMatrix {
         if case .nf4 = storage { return self }   // already NF4 (a bitsandbytes checkpoint): never quantize twice
         let dense = FloatBuffer(count: rows * cols, zeroed: false)
         self.dense(into: dense.pointer)
-        return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(NF4.quantize(dense.pointer, count: rows * cols)), compute: compute)
+        let t = NF4.quantize(dense.pointer, count: rows * cols) { blocks, body in
+            Parallel.ranges(blocks, minimumPerWorker: 1024) { _, range in body(range) }
+        }
+        return FrozenMatrix(rows: rows, cols: cols, storage: .nf4(t), compute: compute)
     }
 
     /// Whether the products read bytes kept alive by `owner` (a mapped model file): stored blocks used as they are.
@@ -209,11 +225,10 @@ public final class FrozenMatrix {
         FrozenMatrix(rows: rows, cols: cols, storage: storage, compute: compute, permutedHeads: permutedHeads)
     }
 
-    /// HF row index of stored row `r` (identity unless the rows are in llama.cpp's permuted order).
-    /// llama.cpp: stored = h·D + 2i + j  holds  HF  h·D + j·D/2 + i.
-    @inline(__always) func hfRow(_ r: Int) -> Int {
+    /// The stored row holding HF row `r` (identity unless the rows are in llama.cpp's permuted order).
+    @inline(__always) func storedRow(_ r: Int) -> Int {
         guard let heads = permutedHeads else { return r }
-        return LlamaCppRowOrder.hfRow(r, rows: rows, heads: heads)
+        return LlamaCppRowOrder.storedRow(r, rows: rows, heads: heads)
     }
 
     /// A resident copy in HF order for products in `compute`: fp32, or rounded to bf16 once.

@@ -46,6 +46,13 @@ public final class LlamaModel {
     /// Precision of the frozen-weight products (bf16: weights rounded once at load, or dequantized per use to bf16).
     public let compute: ComputePrecision
     public let placement: Placement
+    /// Stored bytes of the frozen matrices this rank read from the model files while loading (its shares only
+    /// when the base is split across ranks).
+    public let bytesRead: Int
+    /// Stored bytes of all the frozen matrices in the model files (what one rank loading them whole reads).
+    public let storedMatrixBytes: Int
+    /// Whether each rank holds only its share of every frozen matrix (placement: sharded on more than one rank).
+    public let splitsAcrossRanks: Bool
     let gatherScratch: GatherScratch
     /// Frozen weights are turned into fp32 right before each use (quantized, or gathered from the ranks):
     /// the model needs a dequantization scratch and keeps the vocabulary matrices in chunks.
@@ -58,6 +65,7 @@ public final class LlamaModel {
         self.placement = placement
         self.compute = compute
         let splitsAcrossRanks = placement == .sharded && (comm?.size ?? 1) > 1
+        self.splitsAcrossRanks = splitsAcrossRanks
         let dequantizesPerUse = precision != .fp32 || splitsAcrossRanks
         self.dequantizesPerUse = dequantizesPerUse
         let gatherScratch = GatherScratch()
@@ -70,9 +78,9 @@ public final class LlamaModel {
             + [TensorNames.embedding] + (c.tiedEmbeddings ? [] : [TensorNames.lmHead])
         var loaded = LoadProgress(tensors: matrixNames.count,
                                   bytes: matrixNames.reduce(0) { $0 + ((try? source.tensor($1))??.byteCount ?? 0) })
-        func converted(_ t: RawTensor?) {
+        func converted(storedBytes: Int) {
             loaded.tensorsDone += 1
-            loaded.bytesDone += t?.byteCount ?? 0
+            loaded.bytesDone += storedBytes
             progress?(loaded)
         }
         func raw(_ name: String, _ shape: [Int]) throws -> RawTensor {
@@ -103,32 +111,43 @@ public final class LlamaModel {
             let offset = source.gguf == nil ? c.architecture.normWeightOffset : 0
             return try vector(name, n).map { $0 + offset }
         }
+        /// A projection as `precision` keeps it; with the base split across ranks, only this rank's share is read.
         func matrix(_ name: String, rows: Int, cols: Int) throws -> FrozenMatrix {
-            let m: FrozenMatrix
-            var stored: RawTensor?
-            if let nf4 = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
-                m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(nf4))
+            if let bnb = try source.bitsandbytesNF4(name, rows: rows, cols: cols) {   // a pre-quantized checkpoint
+                let result: FrozenMatrix
+                if splitsAcrossRanks, let comm {
+                    let share = bnb.loadShare(rows: rows, cols: cols, precision: precision, compute: compute, comm: comm, scratch: gatherScratch)
+                    result = share.matrix
+                    loaded.bytesRead += share.bytesRead
+                } else {
+                    let m = FrozenMatrix(rows: rows, cols: cols, storage: .nf4(bnb.tensor))
+                    result = precision == .fp32 ? m.resident(compute) : m.computing(in: compute)
+                    loaded.bytesRead += bnb.codes.count
+                }
+                converted(storedBytes: bnb.codes.count)
+                bnb.releaseResidentPages()
+                return result
+            }
+            let t = try raw(name, [rows, cols])
+            let m = t.asMatrix(rows: rows, cols: cols)
+            let result: FrozenMatrix
+            if splitsAcrossRanks, let comm {
+                let share = m.loadShare(precision: precision, compute: compute, comm: comm, scratch: gatherScratch)
+                result = share.matrix
+                loaded.bytesRead += share.bytesRead
             } else {
-                let t = try raw(name, [rows, cols])
-                stored = t
-                m = FrozenMatrix(rows: rows, cols: cols, storage: .quantized(t.type, t.data, owner: t.owner), permutedHeads: t.permutedHeads)
+                switch precision {
+                case .fp32: result = m.resident(compute)
+                case .asStored: result = m.computing(in: compute)
+                case .nf4: result = ((rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m).computing(in: compute)
+                }
+                loaded.bytesRead += t.byteCount
             }
-            let held: FrozenMatrix
-            switch precision {
-            case .fp32: held = m.resident(compute)
-            case .asStored: held = m.computing(in: compute)
-            case .nf4: held = ((rows * cols) % NF4.blockSize == 0 ? m.quantizedNF4() : m).computing(in: compute)
-            }
-            let result = shard(held)
-            // Streaming load: once converted into memory of its own (fp32/bf16 copy, NF4, this rank's shard) the
+            converted(storedBytes: t.byteCount)
+            // Streaming load: once converted into memory of its own (fp32/bf16 copy, NF4, this rank's share) the
             // tensor's file pages leave the resident set before the next tensor is read.
-            if let stored, !result.pointsInto(stored.owner) { stored.releaseResidentPages() }
-            converted(stored)
+            if !result.pointsInto(t.owner) { t.releaseResidentPages() }
             return result
-        }
-        func shard(_ m: FrozenMatrix) -> FrozenMatrix {
-            guard splitsAcrossRanks, let comm else { return m }
-            return m.sharded(comm: comm, scratch: gatherScratch)
         }
         let (C, V, I) = (c.hiddenSize, c.vocabSize, c.intermediateSize)
         let (qRows, kvRows) = (c.heads * c.headDim, c.kvHeads * c.headDim)
@@ -141,17 +160,23 @@ public final class LlamaModel {
             let whole = stored.asMatrix(rows: V, cols: C)
             let chunkRows = dequantizesPerUse ? max(1, Self.largestProjection(c) / C) : V
             defer {
+                converted(storedBytes: stored.byteCount)
                 // Copied (fp32 base) or split across ranks: nothing reads these file pages any more.
                 if precision == .fp32 || splitsAcrossRanks { stored.releaseResidentPages() }
-                converted(stored)
             }
-            if precision == .fp32 && compute == .bf16 && !splitsAcrossRanks && lookup {
+            if splitsAcrossRanks, let comm {   // each chunk's share, read alone; never NF4 (as bitsandbytes)
+                return VocabularyMatrix(whole, chunkRows: chunkRows) {
+                    let share = $0.loadShare(precision: precision == .fp32 ? .fp32 : .asStored, compute: compute, comm: comm, scratch: gatherScratch)
+                    loaded.bytesRead += share.bytesRead
+                    return share.matrix
+                }
+            }
+            loaded.bytesRead += stored.byteCount
+            if precision == .fp32 && compute == .bf16 && lookup {
                 let rows = whole.resident(.fp32)
                 return VocabularyMatrix(whole, chunkRows: chunkRows, lookup: rows) { products ? $0.resident(.bf16) : rows }
             }
-            return VocabularyMatrix(whole, chunkRows: chunkRows) {
-                shard(precision == .fp32 ? $0.resident(compute) : $0.computing(in: compute))
-            }
+            return VocabularyMatrix(whole, chunkRows: chunkRows) { precision == .fp32 ? $0.resident(compute) : $0.computing(in: compute) }
         }
         embedding = try vocabulary(TensorNames.embedding, lookup: true, products: c.tiedEmbeddings)
         lmHead = c.tiedEmbeddings ? nil : try vocabulary(TensorNames.lmHead, lookup: false, products: true)
@@ -181,6 +206,8 @@ public final class LlamaModel {
                                        keyNorm: c.architecture.qkNorm ? try norm(TensorNames.keyNorm(l), c.headDim) : nil))
         }
         self.layers = layers
+        bytesRead = loaded.bytesRead
+        storedMatrixBytes = loaded.bytes
         // What the matrices left behind (1-D tensors, pages shared by neighbours; with large page-cache folios
         // a fault maps up to 2 MiB around it) leaves too. Always safe: a base used as stored reads its pages
         // back from the page cache at first use.
@@ -199,6 +226,9 @@ public final class LlamaModel {
     public struct LoadProgress: Sendable {
         public var tensors: Int, bytes: Int
         public var tensorsDone = 0, bytesDone = 0
+        /// Stored bytes of the matrices read from the model files so far: all of them, or this rank's shares
+        /// when the base is split across ranks.
+        public var bytesRead = 0
     }
 
     /// The RoPE table of a layer with `window` in a pass over `ws`: LongRoPE's long table when the pass reaches

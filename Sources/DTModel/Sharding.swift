@@ -39,16 +39,33 @@ public final class ShardedPayload {
     let scratch: GatherScratch
 
     /// Keeps this rank's share of `payload` (total bytes, in units of `unit` bytes that must not be split).
-    init(kind: Kind, payload: UnsafeRawBufferPointer, unit: Int, comm: Communicator, scratch: GatherScratch) {
+    convenience init(kind: Kind, payload: UnsafeRawBufferPointer, unit: Int, comm: Communicator, scratch: GatherScratch) {
+        self.init(kind: kind, total: payload.count, unit: unit, comm: comm, scratch: scratch) { share, range in
+            share.copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[range]))
+        }
+    }
+
+    /// Keeps this rank's share of a payload of `total` bytes (units of `unit` bytes never split), which
+    /// `fill(destination, range)` writes: bytes `range` of the payload, read and converted for this rank alone.
+    init(kind: Kind, total: Int, unit: Int, comm: Communicator, scratch: GatherScratch,
+         fill: (UnsafeMutableRawBufferPointer, Range<Int>) -> Void) {
         self.kind = kind; self.comm = comm; self.scratch = scratch
-        total = payload.count
-        let units = (total + unit - 1) / unit
-        share = (units + comm.size - 1) / comm.size * unit
+        self.total = total
+        let range = Self.shareRange(total: total, unit: unit, comm: comm)
+        share = range.share
         local = .allocate(byteCount: max(share, 1), alignment: 64)
         local.initializeMemory(as: UInt8.self, repeating: 0)
-        let start = min(comm.rank * share, total), end = min(start + share, total)
-        if end > start { UnsafeMutableRawBufferPointer(rebasing: local[0..<(end - start)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[start..<end])) }
+        if !range.bytes.isEmpty { fill(UnsafeMutableRawBufferPointer(rebasing: local[0..<range.bytes.count]), range.bytes) }
         scratch.reserve(share * comm.size)
+    }
+
+    /// The bytes of a `total`-byte payload this rank keeps: shares of ⌈units / N⌉ whole units in rank order (the
+    /// last ranks' may be short or empty), and the padded share size every rank gathers.
+    static func shareRange(total: Int, unit: Int, comm: Communicator) -> (share: Int, bytes: Range<Int>) {
+        let units = (total + unit - 1) / unit
+        let share = (units + comm.size - 1) / comm.size * unit
+        let start = min(comm.rank * share, total)
+        return (share, start..<min(start + share, total))
     }
 
     deinit { local.deallocate() }
@@ -104,33 +121,5 @@ public final class ShardedPayload {
         case .nf4(let t): share + t.quantizedAbsmax.count + t.nestedAbsmax.count * 4
         default: share
         }
-    }
-}
-
-extension FrozenMatrix {
-    /// This matrix with only this rank's share of its stored bytes kept.
-    func sharded(comm: Communicator, scratch: GatherScratch) -> FrozenMatrix {
-        let payload: ShardedPayload
-        switch storage {
-        case .dense(let b):
-            payload = ShardedPayload(kind: .f32, payload: UnsafeRawBufferPointer(start: b.pointer, count: rows * cols * 4),
-                                     unit: cols * 4, comm: comm, scratch: scratch)
-        case .bf16(let b):
-            payload = ShardedPayload(kind: .bf16, payload: UnsafeRawBufferPointer(start: b.pointer, count: rows * cols * 2),
-                                     unit: cols * 2, comm: comm, scratch: scratch)
-        case .quantized(let type, let raw, _):
-            payload = ShardedPayload(kind: .ggml(type, permutedHeads: permutedHeads),
-                                     payload: UnsafeRawBufferPointer(start: raw, count: type.byteCount(elements: rows * cols)!),
-                                     unit: type.blockBytes, comm: comm, scratch: scratch)
-        case .nf4(let t):
-            var scales = t
-            scales.codes = []
-            payload = t.codes.withUnsafeBytes {
-                ShardedPayload(kind: .nf4(scales), payload: $0, unit: NF4.blockSize / 2, comm: comm, scratch: scratch)
-            }
-        case .sharded:
-            return self
-        }
-        return FrozenMatrix(rows: rows, cols: cols, storage: .sharded(payload), compute: compute)
     }
 }

@@ -101,6 +101,13 @@ public enum LlamaCppRowOrder {
         return h * d + (within % 2) * (d / 2) + within / 2
     }
 
+    /// The stored row holding HF row `r` (the inverse of hfRow): HF h·D + j·D/2 + i is stored at h·D + 2i + j.
+    @inline(__always) public static func storedRow(_ r: Int, rows: Int, heads: Int) -> Int {
+        let d = rows / heads
+        let h = r / d, within = r % d
+        return h * d + 2 * (within % (d / 2)) + within / (d / 2)
+    }
+
     /// `rows × cols` values reordered between HF and stored order: `toStored` gives stored[r] = hf[hfRow(r)].
     public static func reorder(_ values: [Float], rows: Int, cols: Int, heads: Int, toStored: Bool) -> [Float] {
         precondition(values.count == rows * cols && rows % heads == 0 && (rows / heads) % 2 == 0, "Q/K reorder \(rows)×\(cols) / \(heads)")
