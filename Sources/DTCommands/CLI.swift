@@ -8,7 +8,7 @@ public struct DTrain: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dtrain",
         abstract: "Parameter-efficient fine-tuning of Llama-family models on CPU machines and clusters.",
-        subcommands: [Train.self, Eval.self, Generate.self, Predict.self, Export.self, Merge.self, QuantizeModel.self, Inspect.self, Tokenize.self, Bench.self])
+        subcommands: [Train.self, Plan.self, Eval.self, Generate.self, Predict.self, Export.self, Merge.self, QuantizeModel.self, Inspect.self, Tokenize.self, Bench.self])
     public init() {}
 }
 

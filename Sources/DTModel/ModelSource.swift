@@ -84,6 +84,20 @@ public final class ModelSource {
         }
     }
 
+    private init(_ other: ModelSource, config: LlamaConfig) {
+        path = other.path; self.config = config; gguf = other.gguf; hfDirectory = other.hfDirectory
+        shards = other.shards; weightMap = other.weightMap
+    }
+
+    /// The same files seen as a model of only its first `layers` layers (embedding, those layers, final norm
+    /// and head): what `dtrain plan` loads to measure a layer's memory and time without loading the whole model.
+    public func firstLayers(_ layers: Int) -> ModelSource {
+        precondition(layers >= 1 && layers <= config.layers, "firstLayers: 1…\(config.layers)")
+        var c = config
+        c.layers = layers
+        return ModelSource(self, config: c)
+    }
+
     /// The tensor with HF name `name`, or nil if the file has none. In a family with fused projections (Phi-3) a
     /// projection stored inside its fused tensor is that tensor's row range (a view: whole rows are whole blocks).
     public func tensor(_ name: String) throws -> RawTensor? {

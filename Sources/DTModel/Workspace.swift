@@ -220,9 +220,12 @@ public final class ForwardWorkspace {
     }
 
     /// Bytes a workspace of (batch, length) in `mode` allocates — the same buffers as `init`, counted in Double so
-    /// a hostile shape cannot overflow — for the memory preflight before it is made.
-    public static func estimatedBytes(model: LlamaModel, batch: Int, length: Int, mode: Mode, withLogits: Bool = true) -> Double {
-        let c = model.config
+    /// a hostile shape cannot overflow — for the memory preflight before it is made. `layers` replaces the model's
+    /// layer count (`dtrain plan` estimates the whole model from a probe of its first layers).
+    public static func estimatedBytes(model: LlamaModel, batch: Int, length: Int, mode: Mode, withLogits: Bool = true,
+                                      layers: Int? = nil) -> Double {
+        var c = model.config
+        if let layers { c.layers = layers }
         let (B, T) = (Double(batch), Double(length))
         let n = B * T, C = Double(c.hiddenSize), I = Double(c.intermediateSize), V = Double(c.vocabSize)
         let HD = Double(c.heads * c.headDim), KD = Double(c.kvHeads * c.headDim), L = Double(c.layers)

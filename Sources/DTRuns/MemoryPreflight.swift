@@ -73,12 +73,14 @@ public enum MemoryPreflight {
     /// ranks would take more than `share` of the memory available now (the base is loaded, so not counted again).
     /// Collective; every rank gets the same answer: the largest need against the smallest availability.
     /// `available`: this rank's free bytes (default: `available()`, unknown = unlimited).
+    /// `layers`: the whole model's layer count when `model` is a probe of its first layers (`dtrain plan`).
     public static func chooseRecompute(_ config: TrainConfig, model: LlamaModel, comm: Communicator, shape: (batch: Int, length: Int),
-                                       available mine: Double? = available()?.bytes, share: Double = 0.8) -> (on: Bool, reason: String) {
-        let rows = shape.batch * shape.length
-        var keepAll = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: false))
-        keepAll += LoRAAdapter.doraBytes(model: model, options: config.loraOptions, rows: rows, everyLayer: true)
-        let recomputing = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: true))
+                                       available mine: Double? = available()?.bytes, share: Double = 0.8,
+                                       layers: Int? = nil) -> (on: Bool, reason: String) {
+        let rows = shape.batch * shape.length, L = layers ?? model.layers.count
+        var keepAll = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: false), layers: L)
+        keepAll += LoRAAdapter.doraBytes(model: model, options: config.loraOptions, rows: rows, everyLayer: true) * Double(L) / Double(model.layers.count)
+        let recomputing = ForwardWorkspace.estimatedBytes(model: model, batch: shape.batch, length: shape.length, mode: .training(recompute: true), layers: L)
         let need = perRank(keepAll * Double(comm.localSize), comm: comm).max() ?? keepAll
         let free = perRank(mine ?? .infinity, comm: comm).min() ?? .infinity
         let freeText = free.isFinite ? "the \(gib(free)) available" : "memory of unknown size"

@@ -49,6 +49,33 @@ public enum MemoryStats {
         return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    /// Peak resident set size since the last `resetPeak()` (/proc/self/status VmHWM), nil if unavailable.
+    public static func peakSinceReset() -> Int64? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int64(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return nil }
+        return kb * 1024
+    }
+
+    /// Resets VmHWM to the current resident set size (Linux ≥ 4.0: "5" into /proc/self/clear_refs); false if the
+    /// kernel refuses, and then `peakSinceReset` is the process's peak.
+    @discardableResult
+    public static func resetPeak() -> Bool {
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return write(fd, "5", 1) == 1
+    }
+
+    /// Returns the heap memory malloc keeps after frees to the system (glibc's malloc_trim(0), looked up at run
+    /// time: Swift's Glibc module does not declare it); false without it.
+    @discardableResult
+    public static func releaseFreedHeap() -> Bool {
+        guard let symbol = dlsym(nil, "malloc_trim") else { return false }
+        typealias Trim = @convention(c) (Int) -> Int32
+        return unsafeBitCast(symbol, to: Trim.self)(0) == 1
+    }
+
     /// Peak resident set size of this process (getrusage).
     public static func peakResidentBytes() -> Int64 {
         var usage = rusage()

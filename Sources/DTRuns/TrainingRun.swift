@@ -17,12 +17,7 @@ public enum TrainingRun {
         defer { StopSignals.uninstall() }
         var config = configIn
         if config.model.isEmpty { config.model = DefaultModel.path }
-        if config.useDoRA && !config.method.isLoRA {
-            throw CommandError("use_dora: true applies to lora and qlora, not to method \(config.method.rawValue)")
-        }
-        if config.packing && !config.method.isLoRA {
-            throw CommandError("packing: true applies to lora and qlora, not to method \(config.method.rawValue) (prompt tuning puts virtual tokens before each example)")
-        }
+        try checkMethodKeys(config)
         try Checkpoint.checkOutput(config.output, resume: config.resume, overwrite: config.overwrite)
         let comm = runtime.comm
         let residentBefore = MemoryStats.residentBytes()
@@ -36,17 +31,8 @@ public enum TrainingRun {
         } report: { runtime.log($0) }
         let baseResident = perRank(Double(MemoryStats.residentBytes() - residentBefore), comm: comm)
         let loadPeak = perRank(Double(MemoryStats.peakResidentBytes() - residentBefore), comm: comm)
-        let template = try ModelChatTemplate(tokenizer: loaded.tokenizer, named: config.chatTemplate?.rawValue, source: loaded.path)
-        var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
-        var train = try Dataset.load(path: config.data, tokenizer: loaded.tokenizer, template: template, options: options)
-        var valid: Dataset?
-        if !config.validData.isEmpty {
-            valid = try Dataset.load(path: config.validData, tokenizer: loaded.tokenizer, template: template, options: options)
-        } else if config.validSplit > 0 {
-            let parts = try train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
-            train = parts.train
-            valid = parts.valid
-        }
+        let bytesRead = perRank(Double(loaded.model.bytesRead), comm: comm)
+        let (train, valid) = try loadData(config, tokenizer: loaded.tokenizer, modelPath: loaded.path)
         var initial: LoRAWeights?
         if !config.initAdapter.isEmpty {
             guard config.method.isLoRA else {
@@ -88,6 +74,8 @@ public enum TrainingRun {
             runtime.log("trainable: \(trainer.adapter.arena.count) parameters (\(what)); memory per rank: base \(mib(loaded.model.baseBytes)) (\(loaded.model.placement.rawValue), \(config.weightPrecision.rawValue)), trainable+optimizer \(mib(trainer.adapter.arena.bytes)), activations \(mib(trainer.workspace.activationBytes))\(doraBytes > 0 ? ", DoRA saved products \(mib(doraBytes))" : ""), scratch \(mib(loaded.model.scratchBytes(trainer.workspace)))\(MemoryPreflight.available().map { "; available \(MemoryPreflight.gib($0.bytes)) (\($0.source))" } ?? "")")
             runtime.log("compute: \(compute.kernelDescription) [compute: \(config.compute.rawValue); CPU \(CPUFeatures.summary)]")
             runtime.log("resident growth while loading the base: " + perRankBytes(baseResident) + " (peak above the start: " + perRankBytes(loadPeak) + ")")
+            runtime.log("matrices read from the model files: " + perRankBytes(bytesRead) + " of \(mib(loaded.model.storedMatrixBytes))"
+                        + (loaded.model.splitsAcrossRanks ? " (each rank reads its share)" : ""))
         }
         trainer.onMessage = { runtime.log($0) }
         if let dir = ProcessInfo.processInfo.environment["DTRAIN_DUMP_GRADIENTS"], comm.isRoot {
@@ -136,6 +124,33 @@ public enum TrainingRun {
         }
         try reportPeakMemory(runtime)
         if comm.isRoot { rmdir((config.output as NSString).appendingPathComponent(".heartbeat")) }   // empty once every rank is done
+    }
+}
+
+extension TrainingRun {
+    /// Keys that apply to some methods only are refused for the others.
+    static func checkMethodKeys(_ config: TrainConfig) throws {
+        if config.useDoRA && !config.method.isLoRA {
+            throw CommandError("use_dora: true applies to lora and qlora, not to method \(config.method.rawValue)")
+        }
+        if config.packing && !config.method.isLoRA {
+            throw CommandError("packing: true applies to lora and qlora, not to method \(config.method.rawValue) (prompt tuning puts virtual tokens before each example)")
+        }
+    }
+
+    /// The training examples and the validation set (valid_data, or valid_split of the training data),
+    /// tokenized with the model's chat template.
+    static func loadData(_ config: TrainConfig, tokenizer: Tokenizer, modelPath: String) throws -> (train: Dataset, valid: Dataset?) {
+        let template = try ModelChatTemplate(tokenizer: tokenizer, named: config.chatTemplate?.rawValue, source: modelPath)
+        var options = DataOptions(); options.maxLength = config.maxLength; options.trainOnPrompt = config.trainOnPrompt
+        let train = try Dataset.load(path: config.data, tokenizer: tokenizer, template: template, options: options)
+        if !config.validData.isEmpty {
+            return (train, try Dataset.load(path: config.validData, tokenizer: tokenizer, template: template, options: options))
+        } else if config.validSplit > 0 {
+            let parts = try train.split(validFraction: config.validSplit, seed: UInt64(config.seed))
+            return (parts.train, parts.valid)
+        }
+        return (train, nil)
     }
 }
 
