@@ -2,6 +2,7 @@
 // QLoRA runs (and transformers' load_in_4bit users) load it without quantizing again.
 import ArgumentParser
 import DTFormats
+import DTKernels
 import DTModel
 import DTTraining
 import DTRuns
@@ -34,6 +35,7 @@ struct QuantizeModel: ParsableCommand {
                 throw CommandError("\(output) already exists (pass --force to replace it)")
             }
             let started = Date()
+            BLAS.configureThreads(ProcessInfo.processInfo.activeProcessorCount)   // quantization runs on every core
             let base = try ModelSource(path: model ?? DefaultModel.path)
             let report = try NF4Export.toHF(base: base, dir: output, overwrite: force, maxShardBytes: shardBytes)
             Console.out(String(format: "wrote %@: %d projections in NF4 + double quantization, %d tensors kept, %.1f s",

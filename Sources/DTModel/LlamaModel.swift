@@ -54,6 +54,10 @@ public final class LlamaModel {
     /// Whether each rank holds only its share of every frozen matrix (placement: sharded on more than one rank).
     public let splitsAcrossRanks: Bool
     let gatherScratch: GatherScratch
+    /// All-gathers of a base split across ranks so far (count, bytes this rank received, seconds).
+    public var gatherTraffic: (gathers: Int, receivedBytes: Int, seconds: Double) {
+        (gatherScratch.gathers, gatherScratch.receivedBytes, gatherScratch.seconds)
+    }
     /// Frozen weights are turned into fp32 right before each use (quantized, or gathered from the ranks):
     /// the model needs a dequantization scratch and keeps the vocabulary matrices in chunks.
     let dequantizesPerUse: Bool
@@ -77,7 +81,7 @@ public final class LlamaModel {
         let matrixNames = (0..<c.layers).flatMap { l in TensorNames.Projection.allCases.map { TensorNames.projection(l, $0) } }
             + [TensorNames.embedding] + (c.tiedEmbeddings ? [] : [TensorNames.lmHead])
         var loaded = LoadProgress(tensors: matrixNames.count,
-                                  bytes: matrixNames.reduce(0) { $0 + ((try? source.tensor($1))??.byteCount ?? 0) })
+                                  bytes: matrixNames.reduce(0) { $0 + source.storedBytes($1) })
         func converted(storedBytes: Int) {
             loaded.tensorsDone += 1
             loaded.bytesDone += storedBytes

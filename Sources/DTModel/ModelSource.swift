@@ -98,6 +98,12 @@ public final class ModelSource {
         return ModelSource(self, config: c)
     }
 
+    /// Bytes stored for tensor `name` in any dtype (a bitsandbytes weight's U8 codes too), 0 if absent or unreadable.
+    func storedBytes(_ name: String) -> Int {
+        if let t = try? tensor(name) { return t.byteCount }
+        return (try? safetensor(name))??.tensor.byteCount ?? 0
+    }
+
     /// The tensor with HF name `name`, or nil if the file has none. In a family with fused projections (Phi-3) a
     /// projection stored inside its fused tensor is that tensor's row range (a view: whole rows are whole blocks).
     public func tensor(_ name: String) throws -> RawTensor? {
@@ -176,7 +182,7 @@ extension RawTensor {
     /// Stored bytes (0 for a type without a block size, which loading refuses anyway).
     var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) ?? 0 }
 
-    func releaseResidentPages() {
+    public func releaseResidentPages() {
         let count = byteCount
         guard count > 0 else { return }
         let mapped = (owner as? GGUFFile)?.mapped ?? (owner as? SafetensorsFile)?.mapped

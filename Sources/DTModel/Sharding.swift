@@ -2,6 +2,7 @@
 // (block-aligned: GGUF blocks, NF4 code blocks or fp32 rows), and the whole matrix is all-gathered into one
 // shared byte scratch right before use — in forward and again in backward — then dequantized into the fp32
 // scratch and dropped. Memory per rank ≈ base / N + one layer.
+import Dispatch
 import DTFormats
 import DTKernels
 import DTParallel
@@ -13,14 +14,19 @@ public enum Placement: String, Sendable, CaseIterable {
     case sharded
 }
 
-/// The byte buffer all sharded matrices gather into (sized for the largest), shared by the whole model.
+/// The byte buffer all sharded matrices gather into (sized for the largest), shared by the whole model, and
+/// what the gathers cost: their number, the bytes this rank received from the others, and their wall time.
 public final class GatherScratch {
     var bytes: UnsafeMutableRawBufferPointer
+    public private(set) var gathers = 0, receivedBytes = 0, seconds = 0.0
     init() { bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0) }
     func reserve(_ n: Int) {
         guard n > bytes.count else { return }
         bytes.deallocate()
         bytes = .allocate(byteCount: n, alignment: 64)
+    }
+    func counted(received: Int, nanoseconds: UInt64) {
+        gathers += 1; receivedBytes += received; seconds += Double(nanoseconds) * 1e-9
     }
     deinit { bytes.deallocate() }
 }
@@ -75,7 +81,9 @@ public final class ShardedPayload {
     /// All-gathers the full payload into the shared scratch and returns it (raw bytes in stored order).
     private func gather() -> UnsafeRawPointer {
         let gathered = UnsafeMutableRawBufferPointer(rebasing: scratch.bytes[0..<(share * comm.size)])
+        let start = DispatchTime.now().uptimeNanoseconds
         comm.allGather(UnsafeRawBufferPointer(rebasing: local[0..<share]), into: gathered)
+        scratch.counted(received: share * (comm.size - 1), nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
         return UnsafeRawPointer(gathered.baseAddress!)
     }
 

@@ -122,6 +122,14 @@ public enum TrainingRun {
                 runtime.log(String(format: "validation loss %.4f → %.4f (%.1f%% lower)", baseLoss, finalValid, 100 * (1 - finalValid / baseLoss)))
             }
         }
+        if loaded.model.splitsAcrossRanks {
+            let traffic = loaded.model.gatherTraffic
+            let received = perRank(Double(traffic.receivedBytes), comm: comm), seconds = perRank(traffic.seconds, comm: comm)
+            let steps = max(1, trainer.state.step - firstStep)
+            runtime.log("all-gathers of the sharded base: \(traffic.gathers) (\(traffic.gathers / steps) per step), received "
+                        + received.enumerated().map { String(format: "rank %d %.2f GiB in %.1f s", $0.offset, $0.element / 1_073_741_824, seconds[$0.offset]) }.joined(separator: ", ")
+                        + String(format: "; per layer and step: %.1f MiB received by each rank", received.max()! / Double(steps * loaded.model.layers.count) / 1_048_576))
+        }
         try reportPeakMemory(runtime)
         if comm.isRoot { rmdir((config.output as NSString).appendingPathComponent(".heartbeat")) }   // empty once every rank is done
     }

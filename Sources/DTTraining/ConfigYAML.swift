@@ -61,7 +61,11 @@ extension TrainConfig {
             guard let s = node.scalar, tag == Tag.Name.str.rawValue else { throw refuse("a list of names", describe(node)) }
             return s.string
         case .integer:
-            guard tag == Tag.Name.int.rawValue, let v = node.int else { throw refuse("an integer", describe(node)) }
+            // YAML 1.1's base-60 integers ("1:30") are refused before Yams parses them: its parser traps on one that
+            // overflows (fuzzing found `seed: -4444444444444444111:02`), and no key means a duration.
+            guard tag == Tag.Name.int.rawValue, node.scalar?.string.contains(":") == false, let v = node.int else {
+                throw refuse("an integer", describe(node))
+            }
             return "\(v)"
         case .number:
             guard tag == Tag.Name.int.rawValue || tag == Tag.Name.float.rawValue, let v = node.float else { throw refuse("a number", describe(node)) }

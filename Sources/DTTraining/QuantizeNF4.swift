@@ -4,6 +4,7 @@
 // The codes are the ones dtrain makes at load (`precision: nf4`), byte for byte; other tensors keep their dtype
 // (GGUF blocks become F32). Streamed one weight at a time through HFDirectoryWriter.
 import DTFormats
+import DTKernels
 import DTModel
 import Foundation
 
@@ -59,10 +60,16 @@ public enum NF4Export {
                                                                         extraConfig: ["quantization_config": quantization])) { k in
             let (i, part) = parts[k]
             let (name, raw) = tensors[i]
+            // Streaming: once a tensor's values are read, its checkpoint pages leave the resident set.
+            defer { raw.releaseResidentPages() }
             if case .whole = part { return ModelMerge.encoded(try ModelMerge.hfValues(name, raw), as: plan[k].dtype.ggmlType!) }
             if current?.index != i {
                 let values = try ModelMerge.hfValues(name, raw)
-                current = (i, values.withUnsafeBufferPointer { NF4.quantize($0.baseAddress!, count: values.count) })
+                current = (i, values.withUnsafeBufferPointer {
+                    NF4.quantize($0.baseAddress!, count: values.count) { blocks, body in   // on all of this process's cores
+                        Parallel.ranges(blocks, minimumPerWorker: 1024) { _, range in body(range) }
+                    }
+                })
             }
             let q = current!.tensor
             switch part {

@@ -71,6 +71,31 @@ final class ShardedLoadTests: XCTestCase {
         }
     }
 
+    /// Invariant: the all-gather counters a sharded run prints count what the gathers moved: one gather per use of
+    /// a matrix, and each rank receives the other N − 1 ranks' shares of ⌈rows / N⌉ fp32 rows.
+    func testGatherTrafficCountsTheOtherRanksShares() throws {
+        var shape = TinyModel.Shape(); shape.vocab = 70; shape.hidden = 64; shape.intermediate = 104; shape.heads = 4; shape.kvHeads = 2
+        let dir = TinyModel.write(shape, seed: 6)
+        let ranks = 4
+        let traffic = try ThreadedWorld(size: ranks).run { comm in
+            let m = try LlamaModel(source: ModelSource(path: dir), precision: .fp32, placement: .sharded, comm: comm)
+            XCTAssertEqual(m.gatherTraffic.gathers, 0, "loading gathers nothing")
+            _ = self.matrices(m, vocabulary: false)   // every projection gathered once
+            var expected = 0
+            for layer in m.layers {
+                for p in TensorNames.Projection.allCases {
+                    let w = layer.projections[p]!
+                    expected += (w.rows + ranks - 1) / ranks * w.cols * 4 * (ranks - 1)
+                }
+            }
+            return (m.gatherTraffic.gathers, m.gatherTraffic.receivedBytes, expected, m.layers.count)
+        }
+        for (gathers, received, expected, layers) in traffic {
+            XCTAssertEqual(gathers, layers * TensorNames.Projection.allCases.count)
+            XCTAssertEqual(received, expected)
+        }
+    }
+
     /// Invariant: a rank of N reads from the model file only its share of each matrix. While a matrix converts,
     /// the file pages this process has mapped stay within that share plus 8 MiB — large page-cache folios (up to
     /// 2 MiB) at the share's ends and around the header and norm vectors read between matrices — which is less
