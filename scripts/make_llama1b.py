@@ -213,6 +213,18 @@ def write_tokenizer(out_dir, gguf_path):
     return g, tok
 
 
+def output_directory(out_dir, gguf_path):
+    """The absolute output directory, created; exits if it lies inside the repository or the GGUF is missing."""
+    out = os.path.abspath(out_dir)
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    if out == repo or out.startswith(repo + os.sep):
+        sys.exit(f"{out}: refusing to write a multi-GB model inside the repository")
+    if not os.path.exists(gguf_path):
+        sys.exit(f"{gguf_path}: not found (launch/setup.sh fetches the default model)")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
 def llama_config(g):
     from transformers import LlamaConfig
     return LlamaConfig(vocab_size=49152, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -229,13 +241,7 @@ def main():
     p.add_argument("--tokenizer-only", action="store_true", help="tokenizer files and config.json only, no weights")
     p.add_argument("--dtrain", help="path of a built dtrain binary: also compare ids with `dtrain tokenize`")
     a = p.parse_args()
-    out = os.path.abspath(a.out_dir)
-    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-    if out == repo or out.startswith(repo + os.sep):
-        sys.exit(f"{out}: refusing to write a multi-GB model inside the repository")
-    if not os.path.exists(a.gguf):
-        sys.exit(f"{a.gguf}: not found (launch/setup.sh fetches the default model)")
-    os.makedirs(out, exist_ok=True)
+    out = output_directory(a.out_dir, a.gguf)
     started = time.time()
 
     g, tok = write_tokenizer(out, a.gguf)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_llama1b import DEFAULT_GGUF, write_tokenizer  # noqa: E402
+from make_llama1b import DEFAULT_GGUF, output_directory, write_tokenizer  # noqa: E402
 
 LAYOUTS = {
     "8b": dict(hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, shards=8, rope_theta=500000.0),
@@ -67,18 +67,12 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gguf", default=DEFAULT_GGUF, help="the default model's GGUF, source of the tokenizer")
     a = p.parse_args()
-    out = os.path.abspath(a.out_dir)
-    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-    if out == repo or out.startswith(repo + os.sep):
-        sys.exit(f"{out}: refusing to write a multi-GB model inside the repository")
-    if not os.path.exists(a.gguf):
-        sys.exit(f"{a.gguf}: not found (launch/setup.sh fetches the default model)")
+    out = output_directory(a.out_dir, a.gguf)
     shape = dict(LAYOUTS[a.layout])
     if a.layers is not None:
         if a.layers < 1:
             sys.exit("--layers: expected at least 1")
         shape["layers"] = a.layers
-    os.makedirs(out, exist_ok=True)
     started = time.time()
     g, _ = write_tokenizer(out, a.gguf)
     config = {

@@ -1,7 +1,6 @@
 // `dtrain plan`: the same keys and flags as `dtrain train`; prints per-rank memory and the expected step time,
 // measured on a probe of the model's first layers (DTRuns/PlanRun.swift), and writes nothing.
 import ArgumentParser
-import DTFormats
 import DTRuns
 import DTTraining
 import Foundation
@@ -11,15 +10,8 @@ public struct Plan: ParsableCommand {
         abstract: "Per-rank memory (base, trainable, activations, scratch, peak RSS) and step time of a training run, measured on the model's first layers.",
         discussion: "Takes the keys of `dtrain train` (YAML with --config, or flags) and runs under the same mpirun/srun as the run it plans. It loads the first one and two layers, runs a few steps on each and extrapolates to the whole model; nothing is written.")
 
-    @Option(help: "YAML file of configuration keys (flags of the same name override it).") var config: String?
     @Option(help: "Timed steps per probe, after one warm-up step.") var probeSteps: Int = 2
-    @OptionGroup(title: "Method and frozen model") var modelFlags: ModelFlags
-    @OptionGroup(title: "Data") var dataFlags: DataFlags
-    @OptionGroup(title: "Optimizer") var optimizerFlags: OptimizerFlags
-    @OptionGroup(title: "LoRA and QLoRA") var loraFlags: LoRAFlags
-    @OptionGroup(title: "Prompt tuning") var promptTuningFlags: PromptTuningFlags
-    @OptionGroup(title: "Linear probe") var probeFlags: ProbeFlags
-    @OptionGroup(title: "Run") var runFlags: RunFlags
+    @OptionGroup var keys: TrainKeys
 
     public init() {}
 
@@ -27,9 +19,7 @@ public struct Plan: ParsableCommand {
         let resolved: TrainConfig
         do {
             guard (1...1000).contains(probeSteps) else { throw ValidationError("--probe-steps: expected 1 to 1000, found \(probeSteps)") }
-            var c = TrainConfig()
-            if let config { try c.apply(yaml: try TextFiles.readUTF8(config), source: config) }
-            for flag in ConfigFlags.given(in: self) { try c.set(flag.key, flag.text, source: TrainConfig.key(named: flag.key).flag) }
+            let c = try keys.resolvedConfig()
             guard !c.data.isEmpty else { throw ValidationError("no training data: set data in the config or pass --data (the probe trains on it)") }
             resolved = c
         } catch {

@@ -10,11 +10,8 @@ import DTTokenizer
 import DTTraining
 import Foundation
 
-public struct Train: ParsableCommand {
-    public static let configuration = CommandConfiguration(
-        abstract: "Fine-tune an adapter (LoRA, QLoRA, prompt tuning) or train a linear probe, on one process or under mpirun.",
-        discussion: "Every flag is also a key of the YAML file given with --config, with underscores (--learning-rate ↔ learning_rate); flags override the file, the file the defaults.")
-
+/// Every key of a training run as a flag, with --config: what `dtrain train` and `dtrain plan` take.
+public struct TrainKeys: ParsableArguments {
     @Option(help: "YAML file of configuration keys (flags of the same name override it).") var config: String?
     @OptionGroup(title: "Method and frozen model") var modelFlags: ModelFlags
     @OptionGroup(title: "Data") var dataFlags: DataFlags
@@ -33,6 +30,19 @@ public struct Train: ParsableCommand {
         for flag in ConfigFlags.given(in: self) { try resolved.set(flag.key, flag.text, source: TrainConfig.key(named: flag.key).flag) }
         return resolved
     }
+}
+
+public struct Train: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Fine-tune an adapter (LoRA, QLoRA, prompt tuning) or train a linear probe, on one process or under mpirun.",
+        discussion: "Every flag is also a key of the YAML file given with --config, with underscores (--learning-rate ↔ learning_rate); flags override the file, the file the defaults.")
+
+    @OptionGroup var keys: TrainKeys
+
+    public init() {}
+
+    /// The defaults, overridden by the YAML file, overridden by the flags; each value checked by its key's entry.
+    public func resolvedConfig() throws -> TrainConfig { try keys.resolvedConfig() }
 
     public func run() throws {
         let resolved: TrainConfig
