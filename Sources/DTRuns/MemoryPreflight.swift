@@ -1,6 +1,6 @@
 // Memory preflight of `dtrain train`: the per-rank estimate (frozen base before it is loaded; workspace before it
 // is allocated) times the ranks on this node is compared with the memory available to it — MemAvailable, or the
-// cgroup limit (v2 memory.max, v1 memory.limit_in_bytes) minus its usage if lower — and a run that cannot fit is
+// cgroup limit (v2 memory.max, v1 memory.limit_in_bytes of this process's group) minus its usage if lower — and a run that cannot fit is
 // refused with the estimate and the keys that reduce it, instead of being OOM-killed later.
 // DTRAIN_SKIP_MEMORY_CHECK=1 turns the check off.
 import DTFormats
@@ -11,30 +11,50 @@ import DTTraining
 import Foundation
 
 public enum MemoryPreflight {
-    /// Bytes this process can still allocate and where the figure comes from, or nil if unknown.
-    public static func available() -> (bytes: Double, source: String)? {
+    /// Bytes this process can still allocate and where the figure comes from, or nil if unknown. `root` prefixes
+    /// /proc and /sys (tests give a fake tree).
+    public static func available(root: String = "") -> (bytes: Double, source: String)? {
         var best: (Double, String)?
         func consider(_ bytes: Double?, _ source: String) {
             guard let bytes, bytes >= 0 else { return }
             if best == nil || bytes < best!.0 { best = (bytes, source) }
         }
-        if let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+        if let meminfo = try? String(contentsOfFile: root + "/proc/meminfo", encoding: .utf8),
            let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
            let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
             consider(kb * 1024, "MemAvailable")
         }
+        // A group's usage counts the page cache of the files it read (the model); what no process maps is reclaimed
+        // before anything is killed, so it counts as available.
+        func stat(_ dir: String, _ key: String) -> Double {
+            guard let text = try? String(contentsOfFile: dir + "/memory.stat", encoding: .utf8),
+                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + " ") }) else { return 0 }
+            return Double(line.split(separator: " ").last ?? "") ?? 0
+        }
         func number(_ path: String) -> Double? {
             (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
-        // cgroup v2: this process's group from /proc/self/cgroup ("0::/path"); v1: the memory controller's root.
-        if let groups = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+        // cgroup v2: this process's group from /proc/self/cgroup ("0::/path").
+        if let groups = try? String(contentsOfFile: root + "/proc/self/cgroup", encoding: .utf8),
            let line = groups.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) {
-            let dir = "/sys/fs/cgroup" + line.dropFirst(3)
-            if let limit = number(dir + "/memory.max"), let used = number(dir + "/memory.current") { consider(limit - used, "cgroup memory.max") }
+            let dir = root + "/sys/fs/cgroup" + line.dropFirst(3)
+            if let limit = number(dir + "/memory.max"), let used = number(dir + "/memory.current") {
+                consider(limit - used + max(0, stat(dir, "file") - stat(dir, "file_mapped")), "cgroup memory.max")
+            }
         }
-        if let limit = number("/sys/fs/cgroup/memory/memory.limit_in_bytes"), limit < 1e18,
-           let used = number("/sys/fs/cgroup/memory/memory.usage_in_bytes") {
-            consider(limit - used, "cgroup memory.limit_in_bytes")
+        // cgroup v1: this process's memory group ("N:memory:/slurm/uid_1/job_2", as Slurm makes per job), and the
+        // controller's root (a container's own group is mounted there).
+        var v1 = [root + "/sys/fs/cgroup/memory"]
+        if let groups = try? String(contentsOfFile: root + "/proc/self/cgroup", encoding: .utf8),
+           let line = groups.split(separator: "\n").first(where: { $0.split(separator: ":").dropFirst().first?.split(separator: ",").contains("memory") == true }),
+           let path = line.split(separator: ":", maxSplits: 2).last, path != "/" {
+            v1.append(root + "/sys/fs/cgroup/memory" + path)
+        }
+        for dir in v1 {
+            if let limit = number(dir + "/memory.limit_in_bytes"), limit < 1e18, let used = number(dir + "/memory.usage_in_bytes") {
+                let cache = stat(dir, "total_inactive_file") + stat(dir, "total_active_file") - stat(dir, "total_mapped_file")
+                consider(limit - used + max(0, cache), "cgroup memory.limit_in_bytes")
+            }
         }
         return best
     }

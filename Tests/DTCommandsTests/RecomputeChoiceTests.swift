@@ -65,3 +65,37 @@ final class RecomputeChoiceTests: XCTestCase {
         }
     }
 }
+
+final class AvailableMemoryTests: XCTestCase {
+    /// Invariant: the memory a run may use is the least of MemAvailable and its cgroup's limit minus usage, where
+    /// the cgroup is the process's own (cgroup v1 as Slurm makes per job, or v2) and its unmapped page cache (the
+    /// model files it read) counts as available, since the kernel reclaims it before killing anything.
+    func testCgroupLimitOfTheProcesssOwnGroupWithReclaimableCache() throws {
+        let root = temporaryDirectory(), gib = 1_073_741_824.0
+        func write(_ path: String, _ text: String) throws {
+            try FileManager.default.createDirectory(atPath: (root + path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: root + path, atomically: true, encoding: .utf8)
+        }
+        try write("/proc/meminfo", "MemTotal:       24000000 kB\nMemAvailable:   20971520 kB\n")   // 20 GiB
+        try write("/proc/self/cgroup", "9:name=systemd:/\n4:memory:/slurm/uid_0/job_7\n0::/\n")
+        let job = "/sys/fs/cgroup/memory/slurm/uid_0/job_7"
+        try write(job + "/memory.limit_in_bytes", "\(Int(7 * gib))\n")
+        try write(job + "/memory.usage_in_bytes", "\(Int(5 * gib))\n")
+        try write(job + "/memory.stat", "cache 1\ntotal_inactive_file \(Int(0.5 * gib))\ntotal_active_file \(Int(2 * gib))\ntotal_mapped_file \(Int(0.5 * gib))\n")
+        var found = try XCTUnwrap(MemoryPreflight.available(root: root))
+        XCTAssertEqual(found.bytes / gib, 7 - 5 + 2, accuracy: 1e-9, "limit − usage + unmapped file cache")
+        XCTAssertEqual(found.source, "cgroup memory.limit_in_bytes")
+        try write(job + "/memory.limit_in_bytes", "9223372036854771712\n")   // no limit: MemAvailable decides
+        found = try XCTUnwrap(MemoryPreflight.available(root: root))
+        XCTAssertEqual(found.bytes / gib, 20, accuracy: 1e-9)
+        XCTAssertEqual(found.source, "MemAvailable")
+        // cgroup v2: memory.max and memory.current of the unified group, less its unmapped file cache.
+        try write("/proc/self/cgroup", "0::/job8\n")
+        try write("/sys/fs/cgroup/job8/memory.max", "\(Int(6 * gib))\n")
+        try write("/sys/fs/cgroup/job8/memory.current", "\(Int(5 * gib))\n")
+        try write("/sys/fs/cgroup/job8/memory.stat", "anon 1\nfile \(Int(3 * gib))\nfile_mapped \(Int(1 * gib))\n")
+        found = try XCTUnwrap(MemoryPreflight.available(root: root))
+        XCTAssertEqual(found.bytes / gib, 6 - 5 + 2, accuracy: 1e-9)
+        XCTAssertEqual(found.source, "cgroup memory.max")
+    }
+}
