@@ -32,6 +32,8 @@ public enum PlanRun {
     /// The plan of a run: the whole model's figures on this rank, extrapolated from the probes.
     public struct Plan {
         public var layers: Int
+        /// The whole model's hyper-parameters.
+        public var model: LlamaConfig
         public var probes: [Probe]
         /// Resident set before the measured probes: the process, its libraries, tokenizer, data and what the
         /// kernels keep after a first step.
@@ -50,8 +52,9 @@ public enum PlanRun {
             let one = probes[0][keyPath: figure], two = probes[1][keyPath: figure]
             return one + Double(layers - 1) * (two - one)
         }
-        public var perLayer: (KeyPath<Probe, Double>) -> Double {
-            { figure in probes.count > 1 ? probes[1][keyPath: figure] - probes[0][keyPath: figure] : 0 }
+        /// What one more layer adds to a probe figure.
+        public func perLayer(_ figure: KeyPath<Probe, Double>) -> Double {
+            probes.count > 1 ? probes[1][keyPath: figure] - probes[0][keyPath: figure] : 0
         }
         /// Expected peak RSS of the run, the larger of loading's and training's: the buffers a run allocates
         /// (all touched by its longest batch; a probe's first step may leave some untouched) plus what the probes'
@@ -124,8 +127,8 @@ public enum PlanRun {
         let process = probes[0].start
         let shape = Trainer.workspaceShape(config: config, train: train, valid: valid,
                                            virtualTokens: config.method == .prompt ? config.numVirtualTokens : 0)
-        let totalSteps = config.maxSteps > 0 ? config.maxSteps : max(1, Int((config.epochs * Double(train.count) / Double(config.batchSize)).rounded(.up)))
-        return (Plan(layers: L, probes: probes, process: process, recompute: recompute, shape: shape, totalSteps: totalSteps, timedSteps: pairs,
+        let totalSteps = trainers[0].totalSteps
+        return (Plan(layers: L, model: source.config, probes: probes, process: process, recompute: recompute, shape: shape, totalSteps: totalSteps, timedSteps: pairs,
                      tokensPerStep: Double(train.examples.reduce(0) { $0 + $1.tokens.count }) / Double(max(1, train.count)) * Double(config.batchSize)), config)
     }
 
@@ -172,10 +175,10 @@ public enum PlanRun {
         let load = perRank(plan.whole(\.loadSeconds), comm: comm).max()!
         let available = perRank(MemoryPreflight.available()?.bytes ?? .infinity, comm: comm)
         guard comm.isRoot else { return }
-        let c = (try? ModelSource(path: resolved.model))?.config
+        let c = plan.model
         let probed = plan.probes.map { "\($0.layers)" }.joined(separator: " and ")
         var lines = [
-            "plan: \(resolved.model) — \(plan.layers) layers, hidden \(c?.hiddenSize ?? 0), intermediate \(c?.intermediateSize ?? 0), vocabulary \(c?.vocabSize ?? 0)",
+            "plan: \(resolved.model) — \(plan.layers) layers, hidden \(c.hiddenSize), intermediate \(c.intermediateSize), vocabulary \(c.vocabSize)",
             "plan: method \(resolved.method.rawValue), precision \(resolved.weightPrecision.rawValue), \((try? resolved.computePrecision())?.kernelDescription ?? "?"), placement \(resolved.basePlacement(ranks: comm.size).rawValue), \(comm.size) rank(s) × \(runtime.threads) threads",
             "plan: \(plan.totalSteps) steps of \(resolved.batchSize) examples, micro-batches of \(plan.shape.batch) × \(plan.shape.length) tokens; recompute: \(plan.recompute)",
             "plan: measured on the model's first \(probed) layer(s) (\(plan.timedSteps) timed steps each, alternating, after a first step); per rank, for all \(plan.layers) layers:",
