@@ -61,7 +61,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DTModelTests", dependencies: ["DTModel", "DTFormats", "DTKernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport"],
+        .testTarget(name: "DTTrainingTests", dependencies: ["DTTraining", "DTModel", "DTKernels", "DTFormats", "DTTokenizer", "DTParallel", "TestSupport",
+                                                   .product(name: "Yams", package: "Yams")],
                     resources: [.copy("Fixtures")]),
         // Fixtures/hostile is read in place by HostileInputTests (dtrain runs there), not bundled.
         .testTarget(name: "DTCommandsTests", dependencies: ["DTCommands", "DTRuns", "DTKernels", "DTModel", "DTParallel", "DTTraining", "DTFuzz", "TestSupport"],

@@ -578,6 +578,9 @@ def yaml_cases():
         laughs += "%s: &%s [%s]\n" % (name, name, ", ".join(["*" + prev] * 10))
     laughs += "lora_targets: *i\n"
     y("alias-bomb", laughs, ["line 1", "unknown configuration key"], note="aliases are never expanded")
+    y("deep-nesting", "lora_targets: " + "[" * 8000 + "]" * 8000 + "\n", ["line 1", "lora_targets", "a list of names"],
+      note="Yams recurses per level: 5000 levels overflowed the main thread's stack before")
+    y("too-many-openings", "{" * 20000 + "\n", ["20000 characters that open YAML collections"])
     y("tabs", "seed:\t3\n\tbatch_size: 2\n", ["malformed YAML"])
     y("empty", "", [], expect="ok")
     y("crlf", "seed: 3\r\nlearning_rate: 0.001\r\n", [], expect="ok")

@@ -8,8 +8,24 @@ import Yams
 extension TrainConfig {
     /// Applies a YAML file: a mapping of known keys to scalars of their type (a list for lora_targets). The
     /// document is composed, not constructed, so a key given twice is seen (and refused, naming both lines) and
-    /// aliases are never expanded.
+    /// aliases are never expanded. It is composed on a stack that fits its deepest possible nesting
+    /// (`YAMLNesting`); on an error the configuration is unchanged.
     public mutating func apply(yaml text: String, source: String) throws {
+        let openings = YAMLNesting.openingsBound(text)
+        guard openings <= YAMLNesting.maximumOpenings else {
+            throw FormatError(file: source, location: "", "\(openings) characters that open YAML collections ([ { - ? :); a configuration "
+                              + "has a few dozen (at most \(YAMLNesting.maximumOpenings) are read)")
+        }
+        var updated = self
+        var failure: Error?
+        try YAMLNesting.onStack(for: openings, file: source) {
+            do { try updated.applyComposed(yaml: text, source: source) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        self = updated
+    }
+
+    private mutating func applyComposed(yaml text: String, source: String) throws {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
             throw FormatError(file: source, location: "", "malformed YAML: \(error)")

@@ -1,11 +1,13 @@
 // The configuration's YAML and flag forms: strict types, finite numbers in range, duplicate keys refused with
-// both lines, and the resolved config.yaml reads back to the same configuration; the table of keys covers every
-// setting, decides what a resume must match, and is documented in docs/usage.md.
+// both lines, deep nesting refused without a stack overflow, and the resolved config.yaml reads back to the same
+// configuration; the table of keys covers every setting, decides what a resume must match, and is documented in
+// docs/usage.md.
 import DTFormats
 import DTTraining
 import Foundation
 import TestSupport
 import XCTest
+import Yams
 
 final class TrainConfigTests: XCTestCase {
     func refuses(_ yaml: String, _ fragments: [String], line: UInt = #line) {
@@ -30,6 +32,65 @@ final class TrainConfigTests: XCTestCase {
         // YAML 1.1 base-60 integers are refused, not parsed: Yams traps on one that overflows (found by fuzzing).
         refuses("seed: -4444444444444444111:02\n", ["line 1", "seed", "an integer", "-4444444444444444111:02"])
         refuses("max_steps: 1:30\n", ["max_steps", "an integer"])
+    }
+
+    /// Invariant: YAML nested deeper than Yams' recursion fits on a thread's stack is an error naming the file and
+    /// key, not a stack overflow (fuzzing found it; before, `[` × 5000 or 3000 nested mappings crashed the process):
+    /// flow, compact block sequences and indented mappings; past the readable size, a refusal before composing.
+    func testDeepNestingIsAnErrorNotAStackOverflow() {
+        let n = 16_000
+        refuses("lora_targets: " + String(repeating: "[", count: n) + String(repeating: "]", count: n) + "\n",
+                ["line 1", "lora_targets", "a list of names"])
+        refuses("lora_targets:\n" + String(repeating: "- ", count: n) + "x\n", ["lora_targets", "a list of names"])
+        refuses("lora_targets:\n" + (1..<3000).map { String(repeating: " ", count: $0) + "k:\n" }.joined(), ["lora_targets", "a list of names"])
+        refuses(String(repeating: "{", count: 20_000), ["20000 characters that open YAML collections", "at most 16384"])
+        var c = TrainConfig()
+        XCTAssertThrowsError(try c.apply(yaml: "seed: 7\nlora_targets: [[x]]\n", source: "run.yaml"))
+        XCTAssertEqual(c.seed, TrainConfig().seed, "a refused file leaves the configuration as it was")
+    }
+
+    /// Invariant: `YAMLNesting.openingsBound` (which sizes the stack Yams composes on) is never below the depth Yams
+    /// composes, for random trees in every style libyaml's emitter writes (flow, block, explicit complex keys,
+    /// canonical, CRLF) and for hand-written forms it does not write (JSON-like pairs, indentless and compact sequences).
+    func testOpeningsBoundIsAtLeastTheComposedDepth() throws {
+        func depth(_ node: Node) -> Int {
+            switch node {
+            case .scalar: return 0
+            case .sequence(let s): return 1 + (s.map(depth).max() ?? 0)
+            case .mapping(let m): return 1 + (m.map { max(depth($0.key), depth($0.value)) }.max() ?? 0)
+            }
+        }
+        var rng = SeededRandom(seed: 11)
+        let scalars = ["a", "b: c", "- d", "[e]", "{f}", "?g", "h #i", "two\nlines", "", "'q'", "\"dq\"", "-", ":", "x-y"]
+        func random(_ levels: Int) -> Node {
+            if levels == 0 || rng.next() % 5 == 0 { return Node(scalars[Int(rng.next() % UInt64(scalars.count))]) }
+            let count = Int(rng.next() % 3)
+            let flow = rng.next() % 2 == 0
+            if rng.next() % 2 == 0 {
+                return Node((0..<count).map { _ in random(levels - 1) }, .implicit, flow ? .flow : .block)
+            }
+            let pairs = (0..<count).map { i -> (Node, Node) in
+                (rng.next() % 4 == 0 ? random(2) : Node("k\(i)"), random(levels - 1))
+            }
+            return Node(pairs, .implicit, flow ? .flow : .block)
+        }
+        var checked = 0
+        for _ in 0..<400 {
+            let tree = random(Int(rng.next() % 12))
+            let text = try Yams.serialize(node: tree, canonical: rng.next() % 4 == 0, lineBreak: rng.next() % 3 == 0 ? .crln : .ln)
+            guard let composed = try Yams.compose(yaml: text) else { continue }
+            XCTAssertGreaterThanOrEqual(YAMLNesting.openingsBound(text), depth(composed), text)
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 350)
+        let handWritten = ["{\"a\":{\"b\":[\"c\",{\"d\":[]}]}}", "key:\n- a\n- - b\n  - c\n", "? - a\n  - b\n: - c\n",
+                           "[a: [b: [c: d]]]", "[? a : [? b]]", "- - - - x\n", "a:\r\n  b:\r\n    - c\r\n", "-\u{85}- x\n",
+                           "- &x [a, {b: c}]\n- *x\n", "!!map {? !!seq [a] : !!str b}\n"]
+        for text in handWritten {
+            let composed = try XCTUnwrap(try Yams.compose(yaml: text), text)
+            XCTAssertGreaterThan(depth(composed), 0, text)
+            XCTAssertGreaterThanOrEqual(YAMLNesting.openingsBound(text), depth(composed), text)
+        }
     }
 
     /// Invariant: NaN and ±inf never enter, from YAML or from a flag; out-of-range values name the range.

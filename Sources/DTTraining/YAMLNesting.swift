@@ -1,0 +1,70 @@
+// Deeply nested YAML must be an error, not a stack overflow. Yams' composer recurses a few frames per level of
+// nesting with no limit (release build: ~1.8 KB of stack per level, so `[` × 5000 — a 5 KB file — overflows the
+// main thread's 8 MiB; fuzzing found 900 levels under ASan), and it cannot be given a limit. So the document is
+// composed on a thread whose stack fits the deepest nesting its text can hold, and text that could nest deeper
+// than any configuration file is refused before that.
+//
+// The bound needs no parsing: libyaml opens every collection at one character of its own — `[` or `{`; `-` followed
+// by a blank (a block sequence entry); `?` (an explicit key); `:` (the value of a block mapping's first key, or a
+// flow pair) — so a document nests at most as deep as it has such characters.
+import DTFormats
+import Glibc
+
+public enum YAMLNesting {
+    /// More collection-opening characters than this (a configuration has a few dozen) is refused.
+    static let maximumOpenings = 16_384
+
+    /// Stack per possible level of nesting: twice what Yams uses (4× under the fuzzer's ASan, which uses ~9 KB).
+    #if DTRAIN_FUZZ
+    static let stackPerLevel = 16 << 10
+    #else
+    static let stackPerLevel = 4 << 10
+    #endif
+
+    /// An upper bound on how deeply the collections of `text` nest: its characters that can open a collection.
+    public static func openingsBound(_ text: String) -> Int {
+        let bytes = Array(text.utf8)
+        var count = 0
+        for (i, c) in bytes.enumerated() {
+            switch c {
+            case UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "?"), UInt8(ascii: ":"):
+                count += 1
+            case UInt8(ascii: "-"):
+                // A sequence entry is "-" then a blank, a line break or the end (libyaml's IS_BLANKZ).
+                let next: UInt8 = i + 1 < bytes.count ? bytes[i + 1] : 0
+                if next == 0 || next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\r")
+                    || next == UInt8(ascii: "\n") || next == 0xC2 || next == 0xE2 { count += 1 }   // NEL, LS, PS lead bytes
+            default:
+                break
+            }
+        }
+        return count
+    }
+
+    /// Runs `body` on a thread whose stack holds `openings` levels of Yams' recursion (plus 1 MiB) and waits for it.
+    /// Throws if the thread cannot be started (the stack cannot be allocated).
+    static func onStack(for openings: Int, file: String, _ body: @escaping () -> Void) throws {
+        final class Task {
+            let body: () -> Void
+            init(_ body: @escaping () -> Void) { self.body = body }
+        }
+        let bytes = (1 << 20) + openings * stackPerLevel
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        guard pthread_attr_setstacksize(&attributes, bytes) == 0 else {
+            throw FormatError(file: file, location: "", "cannot set a \(bytes >> 20) MiB stack to read this YAML")
+        }
+        let task = Unmanaged.passRetained(Task(body)).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(&thread, &attributes, { argument in
+            Unmanaged<Task>.fromOpaque(argument!).takeRetainedValue().body()
+            return nil
+        }, task)
+        guard status == 0 else {
+            Unmanaged<Task>.fromOpaque(task).release()
+            throw FormatError(file: file, location: "", "cannot start a thread with a \(bytes >> 20) MiB stack to read this YAML (error \(status))")
+        }
+        pthread_join(thread, nil)
+    }
+}
