@@ -17,11 +17,7 @@ extension TrainConfig {
                               + "has a few dozen (at most \(YAMLNesting.maximumOpenings) are read)")
         }
         var updated = self
-        var failure: Error?
-        try YAMLNesting.onStack(for: openings, file: source) {
-            do { try updated.applyComposed(yaml: text, source: source) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try YAMLNesting.onStack(for: openings, file: source) { try updated.applyComposed(yaml: text, source: source) }
         self = updated
     }
 

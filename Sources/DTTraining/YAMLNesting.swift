@@ -46,12 +46,13 @@ public enum YAMLNesting {
 
     /// Runs `body` where the stack holds `openings` levels of Yams' recursion: on the caller's thread for a few,
     /// else on a new thread with a stack of 256 KiB + `openings` × `stackPerLevel`, waiting for it. Throws if that
-    /// thread cannot be started (its stack cannot be allocated).
-    static func onStack(for openings: Int, file: String, _ body: @escaping () -> Void) throws {
-        if openings <= openingsOnCallersStack { return body() }
+    /// thread cannot be started (its stack cannot be allocated), or what `body` throws.
+    static func onStack(for openings: Int, file: String, _ body: @escaping () throws -> Void) throws {
+        if openings <= openingsOnCallersStack { return try body() }
         final class Task {
-            let body: () -> Void
-            init(_ body: @escaping () -> Void) { self.body = body }
+            let body: () throws -> Void
+            var failure: Error?
+            init(_ body: @escaping () throws -> Void) { self.body = body }
         }
         let bytes = (256 << 10) + openings * stackPerLevel
         var attributes = pthread_attr_t()
@@ -60,10 +61,12 @@ public enum YAMLNesting {
         guard pthread_attr_setstacksize(&attributes, bytes) == 0 else {
             throw FormatError(file: file, location: "", "cannot set a \(bytes >> 10) KiB stack to read this YAML")
         }
-        let task = Unmanaged.passRetained(Task(body)).toOpaque()
+        let work = Task(body)
+        let task = Unmanaged.passRetained(work).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(&thread, &attributes, { argument in
-            Unmanaged<Task>.fromOpaque(argument!).takeRetainedValue().body()
+            let work = Unmanaged<Task>.fromOpaque(argument!).takeRetainedValue()
+            do { try work.body() } catch { work.failure = error }
             return nil
         }, task)
         guard status == 0 else {
@@ -71,5 +74,6 @@ public enum YAMLNesting {
             throw FormatError(file: file, location: "", "cannot start a thread with a \(bytes >> 10) KiB stack to read this YAML (error \(status))")
         }
         pthread_join(thread, nil)
+        if let failure = work.failure { throw failure }
     }
 }
