@@ -21,28 +21,29 @@ public enum YAMLNesting {
     static let stackPerLevel = 4 << 10
     #endif
 
-    /// An upper bound on how deeply the collections of `text` nest: its characters that can open a collection.
-    public static func openingsBound(_ text: String) -> Int {
-        let bytes = Array(text.utf8)
-        var count = 0
-        for (i, c) in bytes.enumerated() {
-            switch c {
-            case UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "?"), UInt8(ascii: ":"):
-                count += 1
-            case UInt8(ascii: "-"):
-                // A sequence entry is "-" then a blank, a line break or the end (libyaml's IS_BLANKZ).
-                let next: UInt8 = i + 1 < bytes.count ? bytes[i + 1] : 0
-                if next == 0 || next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\r")
-                    || next == UInt8(ascii: "\n") || next == 0xC2 || next == 0xE2 { count += 1 }   // NEL, LS, PS lead bytes
-            default:
-                break
-            }
-        }
-        return count
-    }
-
     /// Up to this many openings the caller's stack is enough (64 levels take ~120 KB; ~600 KB under ASan).
     static let openingsOnCallersStack = 64
+
+    /// An upper bound on how deeply the collections of `text` nest: its characters that can open a collection.
+    public static func openingsBound(_ text: String) -> Int {
+        // A sequence entry is "-" then a blank, a line break or the end (libyaml's IS_BLANKZ; 0xC2 / 0xE2 lead NEL,
+        // LS and PS), so a "-" is counted when the byte after it is seen.
+        func endsEntry(_ c: UInt8) -> Bool {
+            c == 0 || c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") || c == UInt8(ascii: "\n")
+                || c == 0xC2 || c == 0xE2
+        }
+        var count = 0
+        var afterDash = false
+        for c in text.utf8 {
+            if afterDash && endsEntry(c) { count += 1 }
+            afterDash = c == UInt8(ascii: "-")
+            switch c {
+            case UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "?"), UInt8(ascii: ":"): count += 1
+            default: break
+            }
+        }
+        return afterDash ? count + 1 : count
+    }
 
     /// Runs `body` where the stack holds `openings` levels of Yams' recursion: on the caller's thread for a few,
     /// else on a new thread with a stack of 256 KiB + `openings` × `stackPerLevel`, waiting for it. Throws if that
